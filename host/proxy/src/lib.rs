@@ -1,4 +1,13 @@
-//! Sans-IO SIP transaction layer and stateful proxy core.
+//! Sans-IO SIP transaction layer (RFC 3261 §17) and stateful proxy core (§16).
+//!
+//! Nothing here opens a socket or reads the clock: callers feed received
+//! bytes and `now`, then poll what to send and when to call back (the shape
+//! of quinn-proto). The runtime in `host/viaduct` is the thin async shell.
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+pub mod proxy;
+pub mod router;
 pub mod transaction;
+
+pub use proxy::{FlowId, Incoming, Listener, Proxy, ProxyConfig, Stats, Transmit};
+pub use router::{Decision, RequestEdits, RouteRequest, Router, StaticRouter, Target, Transport};

@@ -1,1 +1,218 @@
-fn main() {}
+//! `viaduct`: the stateful SIP proxy binary.
+//!
+//! A thin async shell (tokio) around the sans-IO proxy core: sockets feed
+//! workers sharded by Call-ID; each worker drives one `viaduct_proxy::Proxy`
+//! and sends what it yields. See `examples/viaduct.toml` for the config.
+
+mod config;
+mod transport;
+mod worker;
+
+use anyhow::{Context as _, Result};
+use clap::{Parser, Subcommand};
+use config::{Config, ListenAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use viaduct_proxy::{Listener, Proxy, ProxyConfig, StaticRouter, Transport};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "viaduct",
+    version,
+    about = "A stateful SIP proxy whose routing is a WebAssembly policy"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Config file (TOML); every field has a default.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Listen address, repeatable: udp:IP:PORT or tcp:IP:PORT (replaces server.listen).
+    #[arg(long)]
+    listen: Vec<String>,
+    /// Log level: error, warn, info, debug (SIP dumps of forwarded messages), trace (every message).
+    #[arg(long, default_value = "info")]
+    log_level: String,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Validate the config file and exit (non-zero with the reason when invalid).
+    Check,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(format!(
+        "warn,viaduct={0},viaduct_proxy={0},viaduct_sip={0}",
+        cli.log_level
+    ))
+    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("viaduct: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(cli: &Cli) -> Result<Config> {
+    let mut config = match &cli.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if !cli.listen.is_empty() {
+        config.server.listen = cli.listen.clone();
+    }
+    config.check()?;
+    Ok(config)
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let config = load_config(&cli)?;
+    if let Some(Command::Check) = cli.command {
+        println!(
+            "config OK: listening on {}",
+            config.server.listen.join(", ")
+        );
+        return Ok(());
+    }
+    let workers = match config.server.workers {
+        0 => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        n => n,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(config, workers))
+}
+
+async fn serve(config: Config, workers: usize) -> Result<()> {
+    let listen: Vec<ListenAddr> = config.listeners()?;
+    let (dispatcher, receivers) = worker::channels(workers);
+    let connections = Arc::new(transport::Connections::default());
+    let mut udp = Vec::new();
+    let mut listeners = Vec::new();
+    for l in &listen {
+        match l.transport {
+            Transport::Udp => {
+                let socket = Arc::new(transport::bind_udp(l.addr, config.server.socket_buffer)?);
+                let local = socket.local_addr()?;
+                listeners.push(Listener {
+                    transport: Transport::Udp,
+                    addr: local,
+                });
+                udp.push((local, socket.clone()));
+                tokio::spawn(transport::udp_receive(socket, dispatcher.clone()));
+                tracing::info!("listening on udp:{local}");
+            }
+            Transport::Tcp => {
+                let listener = transport::bind_tcp(l.addr)?;
+                let local = listener.local_addr()?;
+                listeners.push(Listener {
+                    transport: Transport::Tcp,
+                    addr: local,
+                });
+                tokio::spawn(transport::tcp_accept(
+                    listener,
+                    connections.clone(),
+                    dispatcher.clone(),
+                    config.server.max_message_size,
+                ));
+                tracing::info!("listening on tcp:{local}");
+            }
+        }
+    }
+    let out = Arc::new(transport::Outbound::new(
+        udp,
+        connections,
+        dispatcher.clone(),
+        config.server.max_message_size,
+    ));
+    let status = Arc::new(worker::WorkerStatus {
+        draining: Default::default(),
+        pending: (0..workers).map(|_| AtomicUsize::new(0)).collect(),
+    });
+    let proxy_config = ProxyConfig {
+        listeners,
+        timers: config.transaction_timers(),
+        timer_c: Duration::from_millis(config.timers.timer_c_ms),
+        record_route: config.proxy.record_route,
+    };
+    for (i, rx) in receivers.into_iter().enumerate() {
+        let proxy = Proxy::new(
+            proxy_config.clone(),
+            Box::new(StaticRouter::new(config.targets())),
+        );
+        tokio::spawn(worker::run(i, proxy, rx, out.clone(), status.clone()));
+    }
+    tracing::info!(workers, targets = ?config.routing.targets, "viaduct ready");
+
+    wait_for_stop_signal().await?;
+    drain(
+        &status,
+        Duration::from_millis(config.proxy.shutdown_grace_ms),
+    )
+    .await;
+    Ok(())
+}
+
+async fn wait_for_stop_signal() -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: draining"),
+        _ = int.recv() => tracing::info!("SIGINT: draining"),
+    }
+    // A second signal stops at once.
+    tokio::spawn(async move {
+        tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+        tracing::warn!("second signal: stopping now");
+        std::process::exit(1);
+    });
+    Ok(())
+}
+
+/// New requests get 503; waits until requests in flight have their final answer or `grace` passes.
+async fn drain(status: &worker::WorkerStatus, grace: Duration) {
+    status.draining.store(true, Ordering::Relaxed);
+    let start = Instant::now();
+    // Let every worker see the flag and report once.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    loop {
+        let pending: usize = status
+            .pending
+            .iter()
+            .map(|p| p.load(Ordering::Relaxed))
+            .sum();
+        if pending == 0 {
+            tracing::info!(
+                elapsed_ms = start.elapsed().as_millis() as u64,
+                "drained; exiting"
+            );
+            return;
+        }
+        if start.elapsed() >= grace {
+            tracing::warn!(
+                pending,
+                "shutdown grace period over; exiting with requests in flight"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,468 @@
+//! The stateful proxy core (RFC 3261 §16), sans-IO.
+//!
+//! [`Proxy`] takes received datagrams/stream messages and the time, and
+//! yields [`Transmit`]s and the next instant it wants [`Proxy::handle_timeout`]
+//! called. It owns the transaction tables of one worker: the runtime shards
+//! messages by Call-ID so every message of a dialog reaches the same `Proxy`,
+//! in order, without locks.
+//!
+//! One request's way (§16.3-16.6): parse and validate (400/416/420/482/483),
+//! match a server transaction (retransmissions absorbed), Route
+//! pre-processing (strict and loose routers), then for initial requests the
+//! [`Router`] decides; in-dialog requests (To-tag) follow their Route set.
+//! Forwarding edits the received bytes (Via, Record-Route, Max-Forwards,
+//! Route, Request-URI) and starts a client transaction per target, one at a
+//! time (serial failover on 408/503/timeout). Responses (§16.7) are matched to
+//! client transactions; provisional and 2xx go upstream at once, other finals
+//! compete for the best response, which is sent when no branch is pending.
+//! CANCEL (§16.10) is answered 200 and propagated to pending branches.
+//! Timer C (§16.8) bounds how long an INVITE branch may ring.
+
+mod branch;
+mod context;
+mod next_hop;
+mod reply;
+mod request;
+mod response;
+mod timers;
+
+use crate::router::{Router, Transport};
+use crate::transaction::{
+    InviteClient, InviteServer, NonInviteClient, NonInviteServer, Timers, TxEvent,
+};
+use bytes::Bytes;
+use context::Context;
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use timers::{TimerHeap, TimerKey};
+
+pub use reply::reason_phrase;
+
+/// Identifies a stream connection in the runtime, so responses and in-dialog
+/// requests go back over the connection a request came in on.
+pub type FlowId = u64;
+
+/// A local address the proxy listens on and writes into Via and Record-Route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listener {
+    /// Transport of this listener.
+    pub transport: Transport,
+    /// The address as others should reach it.
+    pub addr: SocketAddr,
+}
+
+/// Proxy settings (the `[proxy]` and `[timers]` config sections).
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// Listening addresses; at least one.
+    pub listeners: Vec<Listener>,
+    /// RFC 3261 timers.
+    pub timers: Timers,
+    /// Timer C (§16.6 step 11): how long an INVITE branch may go without a final response; > 3 min by the RFC.
+    pub timer_c: Duration,
+    /// Insert Record-Route on dialog-creating requests (INVITE, SUBSCRIBE).
+    pub record_route: bool,
+}
+
+/// One received message.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    /// The bytes: one datagram, or one framed stream message.
+    pub data: Bytes,
+    /// Where it came from.
+    pub source: SocketAddr,
+    /// How it came.
+    pub transport: Transport,
+    /// The stream connection it came on, if any.
+    pub flow: Option<FlowId>,
+}
+
+/// A message to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// The bytes.
+    pub data: Bytes,
+    /// The destination.
+    pub destination: SocketAddr,
+    /// The transport.
+    pub transport: Transport,
+    /// Send over this connection when it is still open (responses, RFC 3261 §18.2.2).
+    pub flow: Option<FlowId>,
+}
+
+/// Counters the runtime exports (per worker, summed by the reader).
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    /// Requests received (parsed).
+    pub requests: u64,
+    /// Responses received (parsed).
+    pub responses: u64,
+    /// Messages that did not parse or validate.
+    pub malformed: u64,
+    /// Responses dropped: not ours, or unparsable.
+    pub dropped_responses: u64,
+    /// Request retransmissions absorbed by a server transaction.
+    pub absorbed_retransmissions: u64,
+    /// Calls answered by the proxy itself with a failure (4xx-6xx it generated).
+    pub local_failures: u64,
+    /// Branches that timed out (Timer B/F/C).
+    pub branch_timeouts: u64,
+}
+
+type TxId = u64;
+
+enum ServerTx {
+    Invite(InviteServer),
+    NonInvite(NonInviteServer),
+}
+
+struct ServerEntry {
+    key: Vec<u8>,
+    tx: ServerTx,
+    /// Where responses go (§18.2.2).
+    reply: (SocketAddr, Transport, Option<FlowId>),
+    /// The response context when the request was forwarded (§16).
+    ctx: Option<Box<Context>>,
+    armed: Option<Instant>,
+}
+
+enum ClientTx {
+    Invite(InviteClient),
+    NonInvite(NonInviteClient),
+}
+
+struct ClientEntry {
+    key: (Bytes, bool),
+    tx: ClientTx,
+    /// The server transaction whose context owns this branch.
+    server: TxId,
+    /// Index of the branch in that context.
+    branch: usize,
+    destination: (SocketAddr, Transport),
+    armed: Option<Instant>,
+}
+
+/// One worker's proxy state. See the module docs.
+pub struct Proxy {
+    config: ProxyConfig,
+    router: Box<dyn Router>,
+    servers: HashMap<TxId, ServerEntry>,
+    server_index: HashMap<Vec<u8>, TxId>,
+    clients: HashMap<TxId, ClientEntry>,
+    /// (our branch, is CANCEL) -> client transaction.
+    client_index: HashMap<(Bytes, bool), TxId>,
+    timers: TimerHeap,
+    transmits: VecDeque<Transmit>,
+    next_id: TxId,
+    stats: Stats,
+    /// Random part of the To tags this proxy writes in its own answers.
+    tag_seed: u64,
+    draining: bool,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy")
+            .field("servers", &self.servers.len())
+            .field("clients", &self.clients.len())
+            .finish()
+    }
+}
+
+impl Proxy {
+    /// A proxy with this configuration and router.
+    pub fn new(config: ProxyConfig, router: Box<dyn Router>) -> Self {
+        Proxy {
+            config,
+            router,
+            servers: HashMap::new(),
+            server_index: HashMap::new(),
+            clients: HashMap::new(),
+            client_index: HashMap::new(),
+            timers: TimerHeap::default(),
+            transmits: VecDeque::new(),
+            next_id: 1,
+            stats: Stats::default(),
+            tag_seed: rand::random(),
+            draining: false,
+        }
+    }
+
+    /// Replaces the router; transactions in flight keep going (their failover
+    /// asks the new router).
+    pub fn set_router(&mut self, router: Box<dyn Router>) {
+        self.router = router;
+    }
+
+    /// Handles one received message.
+    pub fn handle_incoming(&mut self, now: Instant, incoming: Incoming) {
+        let framing = match incoming.transport {
+            Transport::Udp => viaduct_sip::Framing::Datagram,
+            Transport::Tcp => viaduct_sip::Framing::Stream,
+        };
+        let data = incoming.data.clone();
+        match viaduct_sip::Message::parse(&data, framing) {
+            Ok(msg) if msg.is_request() => {
+                self.stats.requests += 1;
+                self.handle_request(now, &msg, &incoming);
+            }
+            Ok(msg) => {
+                self.stats.responses += 1;
+                self.handle_response(now, &msg);
+            }
+            Err(e) => {
+                self.stats.malformed += 1;
+                self.answer_unparsable(&incoming, e);
+            }
+        }
+    }
+
+    /// Fires every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(key) = self.timers.pop_due(now) {
+            match key {
+                TimerKey::Server(id) => self.server_timeout(now, id),
+                TimerKey::Client(id) => self.client_timeout(now, id),
+                TimerKey::Branch(id, branch) => self.branch_timeout(now, id, branch),
+            }
+        }
+    }
+
+    /// The next message to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// When [`Proxy::handle_timeout`] should next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Stops taking new dialogs and out-of-dialog requests (503 with
+    /// Retry-After); in-dialog requests and transactions in flight go on.
+    pub fn set_draining(&mut self, draining: bool) {
+        self.draining = draining;
+    }
+
+    /// Requests forwarded that have no final response yet: what a drain waits for.
+    pub fn pending_requests(&self) -> usize {
+        self.servers
+            .values()
+            .filter(|e| e.ctx.as_ref().is_some_and(|c| !c.final_sent))
+            .count()
+    }
+
+    /// Server and client transactions alive (for drain and metrics).
+    pub fn transactions(&self) -> (usize, usize) {
+        (self.servers.len(), self.clients.len())
+    }
+
+    fn alloc_id(&mut self) -> TxId {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    fn is_ours(&self, host: &str, port: Option<u16>) -> bool {
+        let Some(ip) = viaduct_sip::uri::host_ip(host) else {
+            return false;
+        };
+        self.config.listeners.iter().any(|l| {
+            let lip = l.addr.ip();
+            (lip == ip || (lip.is_unspecified() && ip.is_loopback()))
+                && port.unwrap_or(5060) == l.addr.port()
+        })
+    }
+
+    /// The listener to send from (and to write in Via/Record-Route) for a transport and family.
+    fn listener_for(&self, transport: Transport, dest: SocketAddr) -> Option<Listener> {
+        let same = |l: &&Listener| l.transport == transport;
+        let family = |l: &&Listener| l.addr.is_ipv4() == dest.is_ipv4();
+        self.config
+            .listeners
+            .iter()
+            .filter(same)
+            .find(family)
+            .or_else(|| self.config.listeners.iter().find(same))
+            .copied()
+    }
+
+    fn send(
+        &mut self,
+        data: Bytes,
+        destination: SocketAddr,
+        transport: Transport,
+        flow: Option<FlowId>,
+    ) {
+        self.transmits.push_back(Transmit {
+            data,
+            destination,
+            transport,
+            flow,
+        });
+    }
+
+    // ---- server transactions -------------------------------------------------
+
+    fn drain_server(&mut self, id: TxId) {
+        let Some(entry) = self.servers.get_mut(&id) else {
+            return;
+        };
+        let (dest, transport, flow) = entry.reply;
+        let mut terminated = false;
+        loop {
+            let data = match &mut entry.tx {
+                ServerTx::Invite(tx) => tx.poll_transmit(),
+                ServerTx::NonInvite(tx) => tx.poll_transmit(),
+            };
+            let Some(data) = data else { break };
+            self.transmits.push_back(Transmit {
+                data,
+                destination: dest,
+                transport,
+                flow,
+            });
+        }
+        loop {
+            let ev = match &mut entry.tx {
+                ServerTx::Invite(tx) => tx.poll_event(),
+                ServerTx::NonInvite(tx) => tx.poll_event(),
+            };
+            match ev {
+                Some(TxEvent::Terminated) => terminated = true,
+                Some(TxEvent::Timeout) => {
+                    tracing::debug!(server = id, "no ACK for a final response (Timer H)");
+                }
+                Some(TxEvent::TransportError) | None => {}
+            }
+            if ev.is_none() {
+                break;
+            }
+        }
+        if terminated {
+            if let Some(entry) = self.servers.remove(&id) {
+                self.server_index.remove(&entry.key);
+            }
+            return;
+        }
+        let next = match &entry.tx {
+            ServerTx::Invite(tx) => tx.poll_timeout(),
+            ServerTx::NonInvite(tx) => tx.poll_timeout(),
+        };
+        if let Some(at) = next {
+            if entry.armed != Some(at) {
+                entry.armed = Some(at);
+                self.timers.push(at, TimerKey::Server(id));
+            }
+        }
+    }
+
+    fn server_timeout(&mut self, now: Instant, id: TxId) {
+        let Some(entry) = self.servers.get_mut(&id) else {
+            return;
+        };
+        entry.armed = None;
+        match &mut entry.tx {
+            ServerTx::Invite(tx) => tx.handle_timeout(now),
+            ServerTx::NonInvite(tx) => tx.handle_timeout(now),
+        }
+        self.drain_server(id);
+    }
+
+    /// Sends a response through the server transaction (which keeps it for retransmission).
+    fn respond(&mut self, now: Instant, id: TxId, status: u16, data: Bytes) {
+        let Some(entry) = self.servers.get_mut(&id) else {
+            return;
+        };
+        match &mut entry.tx {
+            ServerTx::Invite(tx) => tx.send_response(now, status, data),
+            ServerTx::NonInvite(tx) => tx.send_response(now, status, data),
+        }
+        self.drain_server(id);
+    }
+
+    // ---- client transactions -------------------------------------------------
+
+    fn drain_client(&mut self, now: Instant, id: TxId) {
+        let Some(entry) = self.clients.get_mut(&id) else {
+            return;
+        };
+        let (dest, transport) = entry.destination;
+        loop {
+            let data = match &mut entry.tx {
+                ClientTx::Invite(tx) => tx.poll_transmit(),
+                ClientTx::NonInvite(tx) => tx.poll_transmit(),
+            };
+            let Some(data) = data else { break };
+            self.transmits.push_back(Transmit {
+                data,
+                destination: dest,
+                transport,
+                flow: None,
+            });
+        }
+        let mut failed = None;
+        let mut terminated = false;
+        loop {
+            let ev = match &mut entry.tx {
+                ClientTx::Invite(tx) => tx.poll_event(),
+                ClientTx::NonInvite(tx) => tx.poll_event(),
+            };
+            match ev {
+                Some(TxEvent::Terminated) => terminated = true,
+                // §16.7: a client transaction timeout counts as a 408 from that branch;
+                // a transport error as a 503 (§16.9).
+                Some(TxEvent::Timeout) => failed = Some(408),
+                Some(TxEvent::TransportError) => failed = Some(503),
+                None => break,
+            }
+        }
+        let next = match &entry.tx {
+            ClientTx::Invite(tx) => tx.poll_timeout(),
+            ClientTx::NonInvite(tx) => tx.poll_timeout(),
+        };
+        let (server, branch, is_cancel) = (entry.server, entry.branch, entry.key.1);
+        if terminated {
+            if let Some(entry) = self.clients.remove(&id) {
+                self.client_index.remove(&entry.key);
+            }
+        } else if let Some(at) = next {
+            if entry.armed != Some(at) {
+                entry.armed = Some(at);
+                self.timers.push(at, TimerKey::Client(id));
+            }
+        }
+        if let (Some(code), false) = (failed, is_cancel) {
+            self.stats.branch_timeouts += 1;
+            self.branch_failed(now, server, branch, code);
+        }
+    }
+
+    fn client_timeout(&mut self, now: Instant, id: TxId) {
+        let Some(entry) = self.clients.get_mut(&id) else {
+            return;
+        };
+        entry.armed = None;
+        match &mut entry.tx {
+            ClientTx::Invite(tx) => tx.handle_timeout(now),
+            ClientTx::NonInvite(tx) => tx.handle_timeout(now),
+        }
+        self.drain_client(now, id);
+    }
+
+    /// Forgets a client transaction (after Timer C gave up on it).
+    fn drop_client(&mut self, id: TxId) {
+        if let Some(entry) = self.clients.remove(&id) {
+            self.client_index.remove(&entry.key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

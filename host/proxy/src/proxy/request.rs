@@ -1,0 +1,691 @@
+//! Requests (RFC 3261 §16.3-16.6, §16.10, §16.11).
+
+use super::branch;
+use super::context::{Best, Branch, Context, Plan};
+use super::next_hop::{self, NextHopError};
+use super::reply::reason_phrase;
+use super::{ClientEntry, ClientTx, Incoming, Proxy, ServerEntry, ServerTx, TxId};
+use crate::router::{Decision, RouteRequest, Target, Transport};
+use crate::transaction::{InviteClient, InviteServer, NonInviteClient, NonInviteServer};
+use bytes::Bytes;
+use std::io::Write;
+use std::time::Instant;
+use viaduct_sip::{build, Editor, HeaderName, Message, Method, NameAddr, Scheme};
+
+/// Headers a router may not remove: the proxy and the transaction layer depend on them.
+const PROTECTED: &[HeaderName] = &[
+    HeaderName::Via,
+    HeaderName::From,
+    HeaderName::To,
+    HeaderName::CallId,
+    HeaderName::CSeq,
+    HeaderName::MaxForwards,
+    HeaderName::Route,
+    HeaderName::RecordRoute,
+    HeaderName::ContentLength,
+];
+
+/// The Max-Forwards we add when a request has none (RFC 3261 §16.6 step 3).
+const DEFAULT_MAX_FORWARDS: u8 = 70;
+
+impl Proxy {
+    pub(super) fn handle_request(&mut self, now: Instant, msg: &Message<'_>, inc: &Incoming) {
+        let method = msg.method().unwrap_or(Method::Other(""));
+        if let Err(e) = msg.validate() {
+            tracing::info!(source = %inc.source, error = %e, "invalid request");
+            if method != Method::Ack {
+                self.respond_stateless(msg, inc, e.status(), e.reason(), &[]);
+            }
+            return;
+        }
+        tracing::trace!(source = %inc.source, "request:\n{}", String::from_utf8_lossy(msg.bytes()));
+
+        // §17.2.3: a request matching a server transaction is a retransmission (or the ACK of a non-2xx).
+        let key = server_key(msg, method);
+        if let Some(&id) = self.server_index.get(&key) {
+            self.retransmission(now, id, method, msg, inc);
+            return;
+        }
+        match method {
+            // ACK for a 2xx: its own transaction end to end (§16.11 forwards it without state).
+            Method::Ack => return self.forward_stateless(msg, inc),
+            Method::Cancel => return self.cancel(now, msg, inc),
+            _ => {}
+        }
+
+        // §16.3 step 2: only SIP/SIPS URIs can be routed here.
+        let Some(ruri) = msg.request_uri() else {
+            return;
+        };
+        if !matches!(ruri.scheme, Scheme::Sip | Scheme::Sips) {
+            return self.respond_stateless(msg, inc, 416, reason_phrase(416), &[]);
+        }
+        // §16.3 step 3.
+        if msg.max_forwards() == Some(0) {
+            return self.respond_stateless(msg, inc, 483, reason_phrase(483), &[]);
+        }
+        // §16.3 step 4.
+        let hash = branch::request_hash(msg);
+        if branch::is_loop(msg, hash, |h, p| self.is_ours(h, p)) {
+            return self.respond_stateless(msg, inc, 482, reason_phrase(482), &[]);
+        }
+        // §16.3 step 5: we support no extension a proxy would need to understand.
+        if let Some(required) = msg.header_value(HeaderName::ProxyRequire) {
+            let unsupported = format!(
+                "Unsupported: {}",
+                String::from_utf8_lossy(required.trim_ascii())
+            );
+            return self.respond_stateless(msg, inc, 420, reason_phrase(420), &[&unsupported]);
+        }
+
+        // §16.4 Route information pre-processing.
+        let mut plan = Plan::default();
+        let mut routes: Vec<NameAddr<'_>> = msg.routes().collect();
+        let mut ruri_text: Option<String> = None;
+        if self.is_ours(ruri.host, ruri.port) && !routes.is_empty() {
+            // The previous hop is a strict router: our Record-Route URI came back as the
+            // Request-URI and the real one is the last Route value.
+            if let Some(last) = routes.pop() {
+                ruri_text = Some(last.uri.raw.to_owned());
+            }
+            plan.routes = Some(Vec::new());
+        }
+        let ours = routes
+            .iter()
+            .take_while(|r| self.is_ours(r.uri.host, r.uri.port))
+            .count();
+        if ours > 0 || plan.routes.is_some() {
+            plan.routes = Some(routes[ours..].iter().map(|r| route_text(msg, r)).collect());
+        }
+        plan.request_uri = ruri_text;
+
+        let in_dialog = msg.to().is_some_and(|t| t.tag().is_some());
+        let is_self = self.is_ours(ruri.host, ruri.port) && plan.request_uri.is_none();
+        let route_left = plan
+            .routes
+            .as_ref()
+            .map_or(!routes.is_empty(), |r| !r.is_empty());
+        if is_self && !route_left {
+            // Addressed to the proxy itself: answer OPTIONS (keep-alive probes, like
+            // Kamailio's `uri == myself` check), refuse the rest.
+            let code = if method == Method::Options && !in_dialog {
+                200
+            } else {
+                404
+            };
+            return self.respond_stateless(msg, inc, code, reason_phrase(code), &[]);
+        }
+
+        if self.draining && !in_dialog {
+            return self.respond_stateless(msg, inc, 503, "Draining", &["Retry-After: 30"]);
+        }
+        let decision = if in_dialog {
+            Decision::Relay
+        } else {
+            let mut req = RouteRequest {
+                message: msg,
+                source: inc.source,
+                transport: inc.transport,
+                edits: Default::default(),
+            };
+            let d = self.router.route(&mut req);
+            plan.edits = req.edits;
+            d
+        };
+        let targets = match decision {
+            Decision::Relay | Decision::Continue => match self.relay_target(msg, &mut plan) {
+                Some(t) => vec![t],
+                None => return self.respond_stateless(msg, inc, 404, reason_phrase(404), &[]),
+            },
+            Decision::Forward(t) if !t.is_empty() => t,
+            Decision::Forward(_) => {
+                return self.respond_stateless(msg, inc, 500, "No Targets", &[]);
+            }
+            Decision::Reject {
+                code,
+                reason,
+                headers,
+            } => {
+                let code = if (300..=699).contains(&code) {
+                    code
+                } else {
+                    500
+                };
+                let extra: Vec<&str> = headers.iter().map(String::as_str).collect();
+                return self.respond_stateless(msg, inc, code, &reason, &extra);
+            }
+            Decision::Redirect(contacts) => {
+                let extra: Vec<String> =
+                    contacts.iter().map(|c| format!("Contact: <{c}>")).collect();
+                let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+                return self.respond_stateless(msg, inc, 302, reason_phrase(302), &extra);
+            }
+            Decision::Drop => return,
+        };
+
+        // Now stateful: a server transaction absorbs retransmissions from here on.
+        let id = self.alloc_id();
+        let reliable = inc.transport.is_reliable();
+        let tx = if method == Method::Invite {
+            ServerTx::Invite(InviteServer::new(now, self.config.timers, reliable))
+        } else {
+            ServerTx::NonInvite(NonInviteServer::new(now, self.config.timers, reliable))
+        };
+        let reply_to = msg
+            .top_via()
+            .map(|v| next_hop::response_destination(&v, inc.source))
+            .unwrap_or(inc.source);
+        let is_invite = method == Method::Invite;
+        let ctx = Context {
+            request: inc.data.slice(..msg.len()),
+            source: inc.source,
+            transport: inc.transport,
+            is_invite,
+            record_route: self.config.record_route
+                && !in_dialog
+                && matches!(method, Method::Invite | Method::Subscribe),
+            hash,
+            plan,
+            targets: targets.into(),
+            branches: Vec::new(),
+            best: None,
+            final_sent: false,
+            cancelled: false,
+        };
+        self.servers.insert(
+            id,
+            ServerEntry {
+                key: key.clone(),
+                tx,
+                reply: (reply_to, inc.transport, inc.flow),
+                ctx: Some(Box::new(ctx)),
+                armed: None,
+            },
+        );
+        self.server_index.insert(key, id);
+        if is_invite {
+            // §16.2: 100 Trying right away stops the caller's retransmissions.
+            self.respond_local(now, id, msg, inc.source, 100, reason_phrase(100));
+        }
+        self.next_branch(now, id);
+    }
+
+    fn retransmission(
+        &mut self,
+        now: Instant,
+        id: TxId,
+        method: Method<'_>,
+        msg: &Message<'_>,
+        inc: &Incoming,
+    ) {
+        let Some(entry) = self.servers.get_mut(&id) else {
+            return;
+        };
+        let mut pass_ack = false;
+        match (&mut entry.tx, method) {
+            (ServerTx::Invite(tx), Method::Ack) => pass_ack = tx.handle_ack(now),
+            (ServerTx::Invite(tx), _) => tx.handle_request_retransmit(now),
+            (ServerTx::NonInvite(tx), _) => tx.handle_request_retransmit(now),
+        }
+        if method != Method::Ack {
+            self.stats.absorbed_retransmissions += 1;
+        }
+        self.drain_server(id);
+        if pass_ack {
+            // RFC 2543-style UA reusing the INVITE branch for the 2xx ACK.
+            self.forward_stateless(msg, inc);
+        }
+    }
+
+    /// §16.10: CANCEL answers 200 at once when it matches a response context,
+    /// and is then sent to every pending branch; otherwise it is forwarded without state.
+    fn cancel(&mut self, now: Instant, msg: &Message<'_>, inc: &Incoming) {
+        let invite_key = server_key(msg, Method::Invite);
+        let Some(&invite_id) = self.server_index.get(&invite_key) else {
+            return self.forward_stateless(msg, inc);
+        };
+        let id = self.alloc_id();
+        let key = server_key(msg, Method::Cancel);
+        let tx = ServerTx::NonInvite(NonInviteServer::new(
+            now,
+            self.config.timers,
+            inc.transport.is_reliable(),
+        ));
+        let reply_to = msg
+            .top_via()
+            .map(|v| next_hop::response_destination(&v, inc.source))
+            .unwrap_or(inc.source);
+        self.servers.insert(
+            id,
+            ServerEntry {
+                key: key.clone(),
+                tx,
+                reply: (reply_to, inc.transport, inc.flow),
+                ctx: None,
+                armed: None,
+            },
+        );
+        self.server_index.insert(key, id);
+        self.respond_local(now, id, msg, inc.source, 200, reason_phrase(200));
+
+        let Some(ctx) = self
+            .servers
+            .get_mut(&invite_id)
+            .and_then(|e| e.ctx.as_mut())
+        else {
+            return;
+        };
+        if ctx.final_sent {
+            return;
+        }
+        ctx.cancelled = true;
+        ctx.targets.clear();
+        for b in 0..ctx.branches.len() {
+            self.cancel_branch(now, invite_id, b);
+        }
+    }
+
+    /// Sends CANCEL on one branch if it is still pending (§9.1: only after a provisional response).
+    pub(super) fn cancel_branch(&mut self, now: Instant, server: TxId, b: usize) {
+        let timers = self.config.timers;
+        let Some(ctx) = self.servers.get_mut(&server).and_then(|e| e.ctx.as_mut()) else {
+            return;
+        };
+        let Some(branch) = ctx.branches.get_mut(b) else {
+            return;
+        };
+        if branch.status.is_some() || branch.cancelled {
+            return;
+        }
+        if !branch.provisional {
+            branch.cancel_pending = true;
+            return;
+        }
+        branch.cancelled = true;
+        branch.cancel_pending = false;
+        // Give the callee 64*T1 to answer 487 before giving up on the branch.
+        let deadline = now + timers.timer_b;
+        branch.deadline = Some(deadline);
+        let Ok(fwd) = Message::parse(&branch.request, viaduct_sip::Framing::Datagram) else {
+            return;
+        };
+        let mut out = Vec::with_capacity(512);
+        build::cancel_for(&fwd, &mut out);
+        let (id_bytes, destination) = (branch.id.clone(), branch.destination);
+        self.timers
+            .push(deadline, super::TimerKey::Branch(server, b));
+        let client = self.alloc_id();
+        let tx = NonInviteClient::new(now, timers, Bytes::from(out), destination.1.is_reliable());
+        let key = (id_bytes, true);
+        self.clients.insert(
+            client,
+            ClientEntry {
+                key: key.clone(),
+                tx: ClientTx::NonInvite(tx),
+                server,
+                branch: b,
+                destination,
+                armed: None,
+            },
+        );
+        self.client_index.insert(key, client);
+        self.drain_client(now, client);
+    }
+
+    /// Where plain RFC routing sends the request: the first Route (loose or strict), else the Request-URI.
+    fn relay_target(&self, msg: &Message<'_>, plan: &mut Plan) -> Option<Target> {
+        let received: Vec<String>;
+        let routes: &[String] = match &plan.routes {
+            Some(r) => r,
+            None => {
+                received = msg.routes().map(|r| route_text(msg, &r)).collect();
+                &received
+            }
+        };
+        if let Some(top) = routes.first() {
+            let na = NameAddr::parse(top.as_bytes())?;
+            if na.uri.is_loose_route() {
+                return Some(Target::new(na.uri.raw));
+            }
+            // §16.6 step 6: a strict router next; it gets the route as Request-URI and
+            // the old Request-URI goes to the end of the Route set.
+            let old = plan
+                .request_uri
+                .clone()
+                .or_else(|| msg.request_uri().map(|u| u.raw.to_owned()))?;
+            let mut rest: Vec<String> = routes[1..].to_vec();
+            rest.push(format!("<{old}>"));
+            let target = na.uri.raw.to_owned();
+            plan.request_uri = Some(target.clone());
+            plan.routes = Some(rest);
+            return Some(Target::new(target));
+        }
+        let uri = plan
+            .request_uri
+            .clone()
+            .or_else(|| msg.request_uri().map(|u| u.raw.to_owned()))?;
+        let parsed = viaduct_sip::Uri::parse(uri.as_bytes()).ok()?;
+        if self.is_ours(parsed.host, parsed.port) {
+            return None;
+        }
+        Some(Target::new(uri))
+    }
+
+    /// Starts the next target of a context, or sends the best response when none is left.
+    pub(super) fn next_branch(&mut self, now: Instant, server: TxId) {
+        loop {
+            let Some(entry) = self.servers.get_mut(&server) else {
+                return;
+            };
+            let Some(ctx) = entry.ctx.as_mut() else {
+                return;
+            };
+            let Some(target) = ctx.targets.pop_front() else {
+                if !ctx.pending() {
+                    self.send_best(now, server);
+                }
+                return;
+            };
+            match self.start_branch(now, server, &target) {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(target = %target.uri, error = ?e, "target unusable");
+                    if let Some(ctx) = self.servers.get_mut(&server).and_then(|e| e.ctx.as_mut()) {
+                        ctx.record(Best::Local(503));
+                    }
+                }
+            }
+        }
+    }
+
+    fn start_branch(
+        &mut self,
+        now: Instant,
+        server: TxId,
+        target: &Target,
+    ) -> Result<(), NextHopError> {
+        let timers = self.config.timers;
+        let timer_c = self.config.timer_c;
+        let uri =
+            viaduct_sip::Uri::parse(target.uri.as_bytes()).map_err(|_| NextHopError::Scheme)?;
+        let destination = next_hop::resolve(&uri, target.transport)?;
+        let out = self
+            .listener_for(destination.1, destination.0)
+            .ok_or(NextHopError::Transport)?;
+        let Some(entry) = self.servers.get(&server) else {
+            return Ok(());
+        };
+        let Some(ctx) = entry.ctx.as_ref() else {
+            return Ok(());
+        };
+        let inbound = self.listener_for(ctx.transport, ctx.source).unwrap_or(out);
+        let n = ctx.branches.len();
+        let id = branch::branch(ctx.hash, n);
+        let request = ctx.request.clone();
+        let Ok(msg) = Message::parse(&request, viaduct_sip::Framing::Datagram) else {
+            return Ok(());
+        };
+        let mut head = Vec::with_capacity(160);
+        let _ = write!(
+            head,
+            "Via: SIP/2.0/{} {};branch={id}\r\n",
+            out.transport.via_token(),
+            out.addr
+        );
+        if ctx.record_route {
+            // RFC 5658: crossing transports or address families needs one entry per side.
+            write_record_route(&mut head, out);
+            if inbound != out {
+                write_record_route(&mut head, inbound);
+            }
+        }
+        let forwarded = forwarded_request(&msg, ctx.source, &ctx.plan, &head);
+        let is_invite = ctx.is_invite;
+        let deadline = if is_invite {
+            Some(now + target.timeout.unwrap_or(timer_c))
+        } else {
+            target.timeout.map(|t| now + t)
+        };
+        tracing::debug!(branch = %id, to = %destination.0, "forwarding:\n{}", String::from_utf8_lossy(&forwarded));
+
+        let client = self.alloc_id();
+        let reliable = destination.1.is_reliable();
+        let tx = if is_invite {
+            ClientTx::Invite(InviteClient::new(now, timers, forwarded.clone(), reliable))
+        } else {
+            ClientTx::NonInvite(NonInviteClient::new(
+                now,
+                timers,
+                forwarded.clone(),
+                reliable,
+            ))
+        };
+        let key = (Bytes::from(id.into_bytes()), false);
+        if let Some(ctx) = self.servers.get_mut(&server).and_then(|e| e.ctx.as_mut()) {
+            ctx.branches.push(Branch {
+                id: key.0.clone(),
+                request: forwarded,
+                destination,
+                client: Some(client),
+                provisional: false,
+                status: None,
+                cancel_pending: false,
+                cancelled: false,
+                deadline,
+            });
+        }
+        if let Some(at) = deadline {
+            self.timers.push(at, super::TimerKey::Branch(server, n));
+        }
+        self.clients.insert(
+            client,
+            ClientEntry {
+                key: key.clone(),
+                tx,
+                server,
+                branch: n,
+                destination,
+                armed: None,
+            },
+        );
+        self.client_index.insert(key, client);
+        self.drain_client(now, client);
+        Ok(())
+    }
+
+    /// ACK for 2xx, and CANCEL with no response context: forwarded without a
+    /// transaction, routed like any in-dialog request.
+    fn forward_stateless(&mut self, msg: &Message<'_>, inc: &Incoming) {
+        let mut plan = Plan::default();
+        let mut routes: Vec<NameAddr<'_>> = msg.routes().collect();
+        if let Some(ruri) = msg.request_uri() {
+            if self.is_ours(ruri.host, ruri.port) && !routes.is_empty() {
+                plan.request_uri = routes.pop().map(|r| r.uri.raw.to_owned());
+                plan.routes = Some(Vec::new());
+            }
+        }
+        let ours = routes
+            .iter()
+            .take_while(|r| self.is_ours(r.uri.host, r.uri.port))
+            .count();
+        if ours > 0 || plan.routes.is_some() {
+            plan.routes = Some(routes[ours..].iter().map(|r| route_text(msg, r)).collect());
+        }
+        if msg.max_forwards() == Some(0) {
+            return;
+        }
+        let Some(target) = self.relay_target(msg, &mut plan) else {
+            tracing::debug!(source = %inc.source, "stateless request addressed to us; dropped");
+            return;
+        };
+        let Ok(uri) = viaduct_sip::Uri::parse(target.uri.as_bytes()) else {
+            return;
+        };
+        let Ok((dest, transport)) = next_hop::resolve(&uri, None) else {
+            return;
+        };
+        let Some(out) = self.listener_for(transport, dest) else {
+            return;
+        };
+        let id = branch::branch(branch::stateless_hash(msg), 0);
+        let mut head = Vec::with_capacity(128);
+        let _ = write!(
+            head,
+            "Via: SIP/2.0/{} {};branch={id}\r\n",
+            out.transport.via_token(),
+            out.addr
+        );
+        let data = forwarded_request(msg, inc.source, &plan, &head);
+        self.send(data, dest, transport, None);
+    }
+}
+
+fn write_record_route(out: &mut Vec<u8>, l: super::Listener) {
+    let _ = write!(out, "Record-Route: <sip:{};lr", l.addr);
+    if l.transport != Transport::Udp {
+        let _ = write!(out, ";transport={}", l.transport.uri_param());
+    }
+    out.extend_from_slice(b">\r\n");
+}
+
+/// A Route value as written (name-addr form).
+fn route_text(msg: &Message<'_>, r: &NameAddr<'_>) -> String {
+    let _ = msg;
+    let mut s = String::with_capacity(r.uri.raw.len() + 2 + r.params.as_bytes().len());
+    s.push('<');
+    s.push_str(r.uri.raw);
+    s.push('>');
+    s.push_str(&String::from_utf8_lossy(r.params.as_bytes()));
+    s
+}
+
+/// The transaction key of a request (§17.2.3): branch, sent-by and method, with
+/// ACK matching its INVITE. Pre-RFC 3261 requests (no magic cookie) fall back
+/// to the RFC 2543 identifiers.
+fn server_key(msg: &Message<'_>, method: Method<'_>) -> Vec<u8> {
+    let method = if method == Method::Ack {
+        Method::Invite
+    } else {
+        method
+    };
+    let mut key = Vec::with_capacity(96);
+    let via = msg.top_via();
+    match via
+        .as_ref()
+        .and_then(|v| v.branch())
+        .filter(|b| b.starts_with(b"z9hG4bK"))
+    {
+        Some(branch) => {
+            key.extend_from_slice(branch);
+            key.push(0);
+            if let Some(v) = &via {
+                key.extend_from_slice(v.host.as_bytes());
+                key.extend_from_slice(&v.port.unwrap_or(0).to_le_bytes());
+            }
+        }
+        None => {
+            key.extend_from_slice(b"2543\0");
+            key.extend_from_slice(msg.call_id().unwrap_or_default());
+            key.push(0);
+            key.extend_from_slice(msg.from().and_then(|f| f.tag()).unwrap_or_default());
+            key.push(0);
+            key.extend_from_slice(&msg.cseq().map(|c| c.seq).unwrap_or(0).to_le_bytes());
+            key.extend_from_slice(msg.request_uri().map(|u| u.raw).unwrap_or("").as_bytes());
+        }
+    }
+    key.push(0);
+    key.extend_from_slice(method.as_str().as_bytes());
+    key
+}
+
+/// The received request with this hop's changes (§16.6): `head` (our Via and
+/// Record-Route) first, the previous hop's Via given received/rport (§18.2.1),
+/// Max-Forwards decremented or added, the Route set and Request-URI as planned,
+/// router edits, Content-Length added when the datagram had none.
+fn forwarded_request(
+    msg: &Message<'_>,
+    source: std::net::SocketAddr,
+    plan: &Plan,
+    head: &[u8],
+) -> Bytes {
+    let buf = msg.bytes();
+    let mut e = Editor::new(buf);
+    if let Some(uri) = plan
+        .edits
+        .request_uri
+        .as_deref()
+        .or(plan.request_uri.as_deref())
+    {
+        if let Some(old) = msg.request_uri() {
+            let start = old.raw.as_ptr() as usize - buf.as_ptr() as usize;
+            e.replace(start..start + old.raw.len(), uri.as_bytes());
+        }
+    }
+    e.insert(msg.headers_start(), head);
+    if let (Some(span), Some(via)) = (msg.first_value_span(HeaderName::Via), msg.top_via()) {
+        e.replace_with(span, |o| build::write_via_received(&via, source, o));
+    }
+    match msg.header(HeaderName::MaxForwards) {
+        Some(h) => {
+            let mf = msg
+                .max_forwards()
+                .unwrap_or(DEFAULT_MAX_FORWARDS)
+                .saturating_sub(1);
+            e.replace_with(h.value_span.clone(), |o| {
+                let _ = write!(o, "{mf}");
+            });
+        }
+        None => e.insert(msg.headers_end(), b"Max-Forwards: 70\r\n"),
+    }
+    if let Some(routes) = &plan.routes {
+        let mut first = None;
+        for h in msg.headers().iter().filter(|h| h.name == HeaderName::Route) {
+            first.get_or_insert(h.line_span.start);
+            e.remove(h.line_span.clone());
+        }
+        if !routes.is_empty() {
+            let at = first.unwrap_or(msg.headers_end());
+            e.replace_with(at..at, |o| {
+                o.extend_from_slice(b"Route: ");
+                o.extend_from_slice(routes.join(", ").as_bytes());
+                o.extend_from_slice(b"\r\n");
+            });
+        }
+    }
+    if !plan.edits.remove.is_empty() {
+        for h in msg.headers() {
+            if PROTECTED.contains(&h.name) {
+                continue;
+            }
+            let name = &buf[h.name_span.clone()];
+            if plan.edits.remove.iter().any(|r| {
+                let wanted = HeaderName::from_bytes(r.as_bytes());
+                if wanted == HeaderName::Other {
+                    name.eq_ignore_ascii_case(r.as_bytes())
+                } else {
+                    wanted == h.name
+                }
+            }) {
+                e.remove(h.line_span.clone());
+            }
+        }
+    }
+    let end = msg.headers_end();
+    for (name, value) in &plan.edits.add {
+        if value.contains(['\r', '\n']) || !name.bytes().all(|b| b.is_ascii_graphic() && b != b':')
+        {
+            tracing::warn!(header = %name, "router added an invalid header; skipped");
+            continue;
+        }
+        e.replace_with(end..end, |o| {
+            let _ = write!(o, "{name}: {value}\r\n");
+        });
+    }
+    if msg.header(HeaderName::ContentLength).is_none() {
+        let len = msg.body().len();
+        e.replace_with(end..end, |o| {
+            let _ = write!(o, "Content-Length: {len}\r\n");
+        });
+    }
+    Bytes::from(e.finish(msg.len()))
+}

@@ -1,0 +1,305 @@
+//! Responses (RFC 3261 §16.7) and the branch outcomes that produce them:
+//! client transaction timeouts, Timer C (§16.8), failover.
+
+use super::branch;
+use super::context::Best;
+use super::next_hop;
+use super::reply::reason_phrase;
+use super::{ClientTx, Proxy, TxId};
+use crate::router::{Decision, RouteRequest};
+use bytes::Bytes;
+use std::time::Instant;
+use viaduct_sip::{build, Editor, Framing, HeaderName, Message};
+
+impl Proxy {
+    pub(super) fn handle_response(&mut self, now: Instant, msg: &Message<'_>) {
+        let Some(code) = msg.status() else { return };
+        if let Err(e) = msg.validate() {
+            tracing::info!(error = %e, "invalid response dropped");
+            self.stats.dropped_responses += 1;
+            return;
+        }
+        // §18.1.2 / §16.7 step 1: the top Via must be ours.
+        let Some(branch_id) = msg
+            .top_via()
+            .and_then(|v| v.branch())
+            .filter(|b| b.starts_with(branch::PREFIX.as_bytes()))
+        else {
+            tracing::debug!(code, "response not for us; dropped");
+            self.stats.dropped_responses += 1;
+            return;
+        };
+        tracing::trace!("response:\n{}", String::from_utf8_lossy(msg.bytes()));
+        let is_cancel = msg.method() == Some(viaduct_sip::Method::Cancel);
+        let key = (Bytes::copy_from_slice(branch_id), is_cancel);
+        let Some(&client) = self.client_index.get(&key) else {
+            // No transaction: a 2xx retransmission after it ended (§16.7 forwards it statelessly).
+            if !is_cancel && (200..300).contains(&code) {
+                self.forward_response_stateless(msg);
+            } else {
+                self.stats.dropped_responses += 1;
+            }
+            return;
+        };
+        let Some(entry) = self.clients.get_mut(&client) else {
+            return;
+        };
+        let (server, b) = (entry.server, entry.branch);
+        let pass_up = match &mut entry.tx {
+            ClientTx::Invite(tx) => {
+                let request = self
+                    .servers
+                    .get(&server)
+                    .and_then(|e| e.ctx.as_ref())
+                    .and_then(|c| c.branches.get(b))
+                    .map(|br| br.request.clone());
+                tx.handle_response(now, code, || ack_for(request.as_deref(), msg))
+            }
+            ClientTx::NonInvite(tx) => tx.handle_response(now, code),
+        };
+        self.drain_client(now, client);
+        if !pass_up || is_cancel {
+            // §16.10: responses to our CANCEL stay here.
+            return;
+        }
+        self.branch_response(now, server, b, code, msg);
+    }
+
+    /// §16.7 steps 2-10 for a response that reached the branch's context.
+    fn branch_response(
+        &mut self,
+        now: Instant,
+        server: TxId,
+        b: usize,
+        code: u16,
+        msg: &Message<'_>,
+    ) {
+        let timer_c = self.config.timer_c;
+        let Some(ctx) = self.servers.get_mut(&server).and_then(|e| e.ctx.as_mut()) else {
+            if (200..300).contains(&code) {
+                self.forward_response_stateless(msg);
+            }
+            return;
+        };
+        let Some(branch) = ctx.branches.get_mut(b) else {
+            return;
+        };
+        if branch.status.is_some() && !(200..300).contains(&code) {
+            // The branch already ended (Timer C gave up on it): late answers stay here.
+            return;
+        }
+        if code < 200 {
+            branch.provisional = true;
+            if code > 100 && !branch.cancelled {
+                // §16.7 step 2: a provisional response restarts Timer C.
+                let at = now + timer_c;
+                branch.deadline = Some(at);
+                self.timers.push(at, super::TimerKey::Branch(server, b));
+            }
+            if branch.cancel_pending {
+                self.cancel_branch(now, server, b);
+            }
+            // §16.7 step 5: 100 stays here; other provisionals go up unless a final went.
+            if code > 100 && !ctx_final_sent(self, server) {
+                let data = strip_top_via(msg);
+                self.respond(now, server, code, data);
+            }
+            return;
+        }
+        branch.status = Some(code);
+        branch.deadline = None;
+        if (200..300).contains(&code) {
+            // §16.7 step 9: every 2xx goes up at once; no more failover.
+            ctx.final_sent = true;
+            ctx.targets.clear();
+            let data = strip_top_via(msg);
+            self.respond(now, server, code, data);
+            return;
+        }
+        ctx.record(Best::Received(code, strip_top_via(msg)));
+        if code >= 600 {
+            // §16.7 step 5: a 6xx ends every other branch.
+            ctx.targets.clear();
+            for other in 0..ctx.branches.len() {
+                self.cancel_branch(now, server, other);
+            }
+        }
+        self.after_branch_final(now, server, code);
+    }
+
+    /// A branch ended without a response (timeout 408, transport error 503).
+    pub(super) fn branch_failed(&mut self, now: Instant, server: TxId, b: usize, code: u16) {
+        let Some(ctx) = self.servers.get_mut(&server).and_then(|e| e.ctx.as_mut()) else {
+            return;
+        };
+        let Some(branch) = ctx.branches.get_mut(b) else {
+            return;
+        };
+        if branch.status.is_some() {
+            return;
+        }
+        branch.status = Some(code);
+        branch.deadline = None;
+        let cancelled = branch.cancelled;
+        // After the caller's CANCEL, a branch that never sent 487 is reported as terminated.
+        let code = if ctx.cancelled && cancelled {
+            487
+        } else {
+            code
+        };
+        ctx.record(Best::Local(code));
+        self.after_branch_final(now, server, code);
+    }
+
+    /// Timer C, a target's timeout, or the wait for 487 after our CANCEL.
+    pub(super) fn branch_timeout(&mut self, now: Instant, server: TxId, b: usize) {
+        let Some(ctx) = self.servers.get_mut(&server).and_then(|e| e.ctx.as_mut()) else {
+            return;
+        };
+        let Some(branch) = ctx.branches.get_mut(b) else {
+            return;
+        };
+        match branch.deadline {
+            Some(at) if at <= now && branch.status.is_none() => {}
+            _ => return,
+        }
+        branch.deadline = None;
+        self.stats.branch_timeouts += 1;
+        let (provisional, cancelled, client) =
+            (branch.provisional, branch.cancelled, branch.client);
+        tracing::debug!(server, branch = b, "branch timer fired");
+        if provisional && !cancelled {
+            // §16.8: a ringing branch gets a CANCEL; the caller gets 408 now
+            // (Kamailio's fr_inv_timer does the same) and the 487 stays here.
+            self.cancel_branch(now, server, b);
+        } else if let Some(client) = client {
+            // No provisional yet, or our CANCEL went unanswered: §16.8 says behave
+            // as if the transaction received 408, and stop it.
+            if !provisional {
+                self.drop_client(client);
+            }
+        }
+        self.branch_failed(now, server, b, 408);
+    }
+
+    /// After a branch's final non-2xx: fail over to the next target, or send the best response.
+    fn after_branch_final(&mut self, now: Instant, server: TxId, code: u16) {
+        let Some(ctx) = self.servers.get_mut(&server).and_then(|e| e.ctx.as_mut()) else {
+            return;
+        };
+        if ctx.final_sent || ctx.cancelled {
+            if !ctx.pending() && !ctx.final_sent {
+                self.send_best(now, server);
+            }
+            return;
+        }
+        if matches!(code, 408 | 503) && !ctx.targets.is_empty() {
+            // Serial failover: the router may change the plan.
+            let request = ctx.request.clone();
+            let (source, transport) = (ctx.source, ctx.transport);
+            let decision = match Message::parse(&request, Framing::Datagram) {
+                Ok(msg) => {
+                    let mut req = RouteRequest {
+                        message: &msg,
+                        source,
+                        transport,
+                        edits: Default::default(),
+                    };
+                    self.router.on_failure(&mut req, code)
+                }
+                Err(_) => Decision::Continue,
+            };
+            let Some(ctx) = self.servers.get_mut(&server).and_then(|e| e.ctx.as_mut()) else {
+                return;
+            };
+            match decision {
+                Decision::Continue | Decision::Relay => {}
+                Decision::Forward(t) => ctx.targets = t.into(),
+                Decision::Reject { code, .. } => {
+                    ctx.targets.clear();
+                    ctx.record(Best::Local(code));
+                }
+                Decision::Redirect(_) | Decision::Drop => ctx.targets.clear(),
+            }
+            return self.next_branch(now, server);
+        }
+        if !ctx.pending() {
+            ctx.targets.clear();
+            self.send_best(now, server);
+        }
+    }
+
+    /// §16.7 step 6-7: the best final response goes up; a 503 becomes 500.
+    pub(super) fn send_best(&mut self, now: Instant, server: TxId) {
+        let Some(ctx) = self.servers.get_mut(&server).and_then(|e| e.ctx.as_mut()) else {
+            return;
+        };
+        if ctx.final_sent {
+            return;
+        }
+        ctx.final_sent = true;
+        let best = ctx.best.take().unwrap_or(Best::Local(500));
+        let request = ctx.request.clone();
+        let source = ctx.source;
+        match best {
+            Best::Received(code, data) if code != 503 => self.respond(now, server, code, data),
+            best => {
+                // §16.7 step 6: a 503 is not passed upstream; 500 instead.
+                let code = if best.status() == 503 {
+                    500
+                } else {
+                    best.status()
+                };
+                let Ok(msg) = Message::parse(&request, Framing::Datagram) else {
+                    return;
+                };
+                let reason = if best.status() == 503 {
+                    "Service Unavailable Downstream"
+                } else {
+                    reason_phrase(code)
+                };
+                self.respond_local(now, server, &msg, source, code, reason);
+            }
+        }
+    }
+
+    /// A response with no transaction left: our Via comes off and it follows the next Via.
+    fn forward_response_stateless(&mut self, msg: &Message<'_>) {
+        let Some((_, next)) = msg.values(HeaderName::Via).nth(1) else {
+            return;
+        };
+        let Some(via) = viaduct_sip::Via::parse(next) else {
+            return;
+        };
+        let Some((dest, transport)) = next_hop::via_destination(&via) else {
+            return;
+        };
+        let data = strip_top_via(msg);
+        self.send(data, dest, transport, None);
+    }
+}
+
+fn ctx_final_sent(proxy: &Proxy, server: TxId) -> bool {
+    proxy
+        .servers
+        .get(&server)
+        .and_then(|e| e.ctx.as_ref())
+        .is_some_and(|c| c.final_sent)
+}
+
+/// §16.7 step 3: the response without our Via, everything else byte-exact.
+fn strip_top_via(msg: &Message<'_>) -> Bytes {
+    let mut e = Editor::new(msg.bytes());
+    if let Some(r) = msg.first_value_removal(HeaderName::Via) {
+        e.remove(r);
+    }
+    Bytes::from(e.finish(msg.len()))
+}
+
+fn ack_for(request: Option<&[u8]>, resp: &Message<'_>) -> Bytes {
+    let mut out = Vec::with_capacity(512);
+    if let Some(req) = request.and_then(|r| Message::parse(r, Framing::Datagram).ok()) {
+        build::ack_for(&req, resp, &mut out);
+    }
+    Bytes::from(out)
+}

@@ -1,0 +1,167 @@
+//! The routing seam: what the proxy core asks about each initial request.
+//!
+//! The core calls [`Router::route`] once for every out-of-dialog request that
+//! passed §16.3 validation, and [`Router::on_failure`] when a forwarded target
+//! failed (serial failover, like Kamailio's `failure_route`). In-dialog
+//! requests (To-tag present) never reach the router: they follow their Route
+//! set. The Wasm policy host implements this trait; [`StaticRouter`] is the
+//! built-in default.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+use viaduct_sip::Message;
+
+/// A transport protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// UDP (RFC 3261 §18).
+    Udp,
+    /// TCP with Content-Length framing (RFC 3261 §18.3).
+    Tcp,
+}
+
+impl Transport {
+    /// The Via transport token.
+    pub fn via_token(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+        }
+    }
+
+    /// The URI `transport=` value.
+    pub fn uri_param(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+        }
+    }
+
+    /// Reliable transports switch off retransmission timers (RFC 3261 §17).
+    pub fn is_reliable(self) -> bool {
+        !matches!(self, Transport::Udp)
+    }
+
+    /// Parses a `transport=` value or Via token, case-insensitively.
+    pub fn from_token(t: &[u8]) -> Option<Transport> {
+        if t.eq_ignore_ascii_case(b"udp") {
+            Some(Transport::Udp)
+        } else if t.eq_ignore_ascii_case(b"tcp") {
+            Some(Transport::Tcp)
+        } else {
+            None
+        }
+    }
+}
+
+/// One place to send a request: the next hop's URI (its host, port, `transport`
+/// and `maddr` decide where the packet goes; the Request-URI is left as is, like
+/// Kamailio's `$du`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// `sip:host[:port][;transport=tcp]`.
+    pub uri: String,
+    /// Overrides the URI's transport.
+    pub transport: Option<Transport>,
+    /// How long to wait for a final response before failing over (defaults to Timer C / Timer F).
+    pub timeout: Option<Duration>,
+}
+
+impl Target {
+    /// A target with defaults.
+    pub fn new(uri: impl Into<String>) -> Self {
+        Target {
+            uri: uri.into(),
+            transport: None,
+            timeout: None,
+        }
+    }
+}
+
+/// What to do with a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Plain RFC 3261 routing: the Route set, else the Request-URI.
+    Relay,
+    /// Try these targets in order; the next is tried on 408, 503 or timeout
+    /// (or when [`Router::on_failure`] says so).
+    Forward(Vec<Target>),
+    /// Answer with this status (3xx-6xx), reason and extra header lines (`Name: value`).
+    Reject {
+        /// Status code.
+        code: u16,
+        /// Reason phrase.
+        reason: String,
+        /// Extra header lines, without CRLF.
+        headers: Vec<String>,
+    },
+    /// Answer 302 with these Contact URIs.
+    Redirect(Vec<String>),
+    /// Send nothing back (for scanners). Never used for ACK-less INVITE answers.
+    Drop,
+    /// From `on_failure` only: go on with the next target of the current list,
+    /// or send the best response when none is left.
+    Continue,
+}
+
+/// Edits the router asks for on the forwarded request; applied to the bytes
+/// when the request is forwarded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestEdits {
+    /// New Request-URI.
+    pub request_uri: Option<String>,
+    /// Header names to remove (case-insensitive; every line of that name).
+    pub remove: Vec<String>,
+    /// Header lines to append, as `(name, value)`.
+    pub add: Vec<(String, String)>,
+}
+
+/// An initial request as the router sees it.
+#[derive(Debug)]
+pub struct RouteRequest<'m, 'a> {
+    /// The parsed request.
+    pub message: &'m Message<'a>,
+    /// Where it came from.
+    pub source: SocketAddr,
+    /// How it came.
+    pub transport: Transport,
+    /// Edits to apply when forwarding.
+    pub edits: RequestEdits,
+}
+
+/// Decides where initial requests go. Implementations must not block for long:
+/// they run on a proxy worker.
+pub trait Router: Send {
+    /// Called once per initial request.
+    fn route(&mut self, req: &mut RouteRequest<'_, '_>) -> Decision;
+
+    /// Called when a forwarded target failed with `status` (408 on timeout).
+    /// The default goes on with the next target.
+    fn on_failure(&mut self, _req: &mut RouteRequest<'_, '_>, _status: u16) -> Decision {
+        Decision::Continue
+    }
+}
+
+/// The built-in router: a fixed target list (serial failover), or plain
+/// relaying when the list is empty.
+#[derive(Debug, Clone, Default)]
+pub struct StaticRouter {
+    targets: Vec<Target>,
+}
+
+impl StaticRouter {
+    /// A router forwarding to `targets` in order; empty means relay.
+    pub fn new(targets: Vec<Target>) -> Self {
+        StaticRouter { targets }
+    }
+}
+
+impl Router for StaticRouter {
+    fn route(&mut self, _req: &mut RouteRequest<'_, '_>) -> Decision {
+        if self.targets.is_empty() {
+            Decision::Relay
+        } else {
+            Decision::Forward(self.targets.clone())
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! The configuration file (TOML). Every field has a default, so an empty file
+//! (or none) runs a proxy on UDP 127.0.0.1:5060. `examples/viaduct.toml`
+//! documents every field.
+
+use anyhow::{bail, Context as _, Result};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+use viaduct_proxy::transaction::Timers;
+use viaduct_proxy::{Target, Transport};
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `[server]`
+    pub server: Server,
+    /// `[timers]`
+    pub timers: TimersConfig,
+    /// `[proxy]`
+    pub proxy: ProxySection,
+    /// `[routing]`
+    pub routing: Routing,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Server {
+    /// `udp:IP:PORT` or `tcp:IP:PORT`, IPv6 as `udp:[::1]:5060`.
+    pub listen: Vec<String>,
+    /// Proxy workers (messages are sharded to them by Call-ID); 0 = one per core.
+    pub workers: usize,
+    /// Socket receive/send buffer size in bytes (UDP bursts need room).
+    pub socket_buffer: usize,
+    /// Largest message accepted on a stream transport.
+    pub max_message_size: usize,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            listen: vec!["udp:127.0.0.1:5060".into()],
+            workers: 0,
+            socket_buffer: 4 << 20,
+            max_message_size: 65535,
+        }
+    }
+}
+
+/// `[timers]`, in milliseconds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TimersConfig {
+    /// RFC 3261 T1 (RTT estimate).
+    pub t1_ms: u64,
+    /// RFC 3261 T2.
+    pub t2_ms: u64,
+    /// RFC 3261 T4.
+    pub t4_ms: u64,
+    /// Timer C: how long an INVITE may ring without a final answer (§16.6 step 11).
+    pub timer_c_ms: u64,
+}
+
+impl Default for TimersConfig {
+    fn default() -> Self {
+        TimersConfig {
+            t1_ms: 500,
+            t2_ms: 4000,
+            t4_ms: 5000,
+            timer_c_ms: 180_000,
+        }
+    }
+}
+
+/// `[proxy]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProxySection {
+    /// Record-Route initial INVITE and SUBSCRIBE so in-dialog requests come back through us.
+    pub record_route: bool,
+    /// On SIGTERM, how long to let requests in flight finish before exiting.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for ProxySection {
+    fn default() -> Self {
+        ProxySection {
+            record_route: true,
+            shutdown_grace_ms: 5000,
+        }
+    }
+}
+
+/// `[routing]`: the built-in router used until a policy is configured.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Routing {
+    /// Next hops for initial requests, tried in order (failover on 408/503/timeout).
+    /// Empty: relay by Route set, then Request-URI.
+    pub targets: Vec<String>,
+}
+
+/// A parsed `--listen` / `server.listen` entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenAddr {
+    /// Transport.
+    pub transport: Transport,
+    /// Address.
+    pub addr: SocketAddr,
+}
+
+impl std::str::FromStr for ListenAddr {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let (proto, addr) = s.split_once(':').with_context(|| {
+            format!("listen address {s:?}: expected udp:IP:PORT or tcp:IP:PORT")
+        })?;
+        let transport = match proto {
+            "udp" => Transport::Udp,
+            "tcp" => Transport::Tcp,
+            other => bail!("listen address {s:?}: transport {other:?} is not supported (udp, tcp)"),
+        };
+        let addr: SocketAddr = addr.parse().with_context(|| {
+            format!("listen address {s:?}: {addr:?} is not IP:PORT (IPv6 as [::1]:5060)")
+        })?;
+        Ok(ListenAddr { transport, addr })
+    }
+}
+
+impl Config {
+    /// Reads and checks a config file.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config {}", path.display()))?;
+        let config: Config =
+            toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot: addresses, URIs, timer relations.
+    pub fn check(&self) -> Result<()> {
+        if self.server.listen.is_empty() {
+            bail!("server.listen is empty: give at least one udp:IP:PORT or tcp:IP:PORT");
+        }
+        for l in &self.server.listen {
+            l.parse::<ListenAddr>()?;
+        }
+        let t = &self.timers;
+        if t.t1_ms == 0 || t.t2_ms < t.t1_ms || t.t4_ms == 0 {
+            bail!(
+                "timers: need t1_ms > 0, t2_ms >= t1_ms, t4_ms > 0 (got {}, {}, {})",
+                t.t1_ms,
+                t.t2_ms,
+                t.t4_ms
+            );
+        }
+        if t.timer_c_ms == 0 {
+            bail!("timers.timer_c_ms must be > 0");
+        }
+        for target in &self.routing.targets {
+            let uri = viaduct_sip::Uri::parse(target.as_bytes())
+                .map_err(|_| anyhow::anyhow!("routing.targets: {target:?} is not a SIP URI"))?;
+            if uri.scheme != viaduct_sip::Scheme::Sip {
+                bail!("routing.targets: {target:?}: only sip: targets are supported");
+            }
+            if uri.host_ip().is_none() && !uri.host.eq_ignore_ascii_case("localhost") {
+                bail!("routing.targets: {target:?}: the host must be an IP address (DNS is not supported yet)");
+            }
+            if let Some(tp) = uri.transport() {
+                if Transport::from_token(tp).is_none() {
+                    bail!("routing.targets: {target:?}: transport must be udp or tcp");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The listen addresses.
+    pub fn listeners(&self) -> Result<Vec<ListenAddr>> {
+        self.server.listen.iter().map(|l| l.parse()).collect()
+    }
+
+    /// RFC 3261 timers from the `[timers]` section.
+    pub fn transaction_timers(&self) -> Timers {
+        Timers::from_t1(
+            Duration::from_millis(self.timers.t1_ms),
+            Duration::from_millis(self.timers.t2_ms),
+            Duration::from_millis(self.timers.t4_ms),
+        )
+    }
+
+    /// The built-in router's targets.
+    pub fn targets(&self) -> Vec<Target> {
+        self.routing.targets.iter().map(Target::new).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_default() {
+        let c: Config = toml::from_str("").unwrap();
+        c.check().unwrap();
+        assert_eq!(
+            c.listeners().unwrap()[0].addr,
+            "127.0.0.1:5060".parse().unwrap()
+        );
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let c: Config = toml::from_str("[routing]\ntargets = [\"sip:example.com\"]").unwrap();
+        assert!(c
+            .check()
+            .unwrap_err()
+            .to_string()
+            .contains("routing.targets"));
+        assert!(toml::from_str::<Config>("[server]\nlisen = []").is_err());
+        assert!("sctp:127.0.0.1:5060".parse::<ListenAddr>().is_err());
+        assert_eq!(
+            "udp:[::1]:5070".parse::<ListenAddr>().unwrap().addr,
+            "[::1]:5070".parse().unwrap()
+        );
+    }
+}
