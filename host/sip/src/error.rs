@@ -32,7 +32,13 @@ pub enum ParseError {
     /// A header this layer reads has a value that does not parse.
     #[error("malformed {0} header")]
     BadHeader(&'static str),
-    /// Content-Length is not a non-negative decimal that fits.
+    /// A From/To display name opens a quote it never closes (RFC 4475 §3.1.2.6).
+    #[error("unterminated quoted string in {0} header")]
+    UnterminatedQuote(&'static str),
+    /// A From/To display name holds characters a display name cannot (RFC 4475 §3.1.2.15).
+    #[error("malformed display name in {0} header")]
+    BadDisplayName(&'static str),
+    /// Content-Length is not a non-negative decimal that fits, or appears twice.
     #[error("malformed Content-Length")]
     BadContentLength,
     /// Content-Length announces more bytes than the datagram carries (RFC 3261 §18.3).
@@ -63,13 +69,23 @@ impl ParseError {
     pub fn reason(self) -> &'static str {
         match self {
             ParseError::Incomplete => "Bad Request - Incomplete Message",
-            ParseError::BadStartLine => "Bad Request - Malformed Request-Line",
+            ParseError::BadStartLine => "Bad Request-Line",
             ParseError::UnsupportedVersion => "Version Not Supported",
             ParseError::BadStatusCode => "Bad Status Code",
             ParseError::BadRequestUri => "Bad Request-URI",
             ParseError::BadHeaderLine => "Bad Request - Malformed Header Line",
             ParseError::MissingHeader(name) => missing_reason(name),
             ParseError::BadHeader(name) => bad_reason(name),
+            ParseError::UnterminatedQuote(name) => match name {
+                "From" => "Unterminated Quote in From",
+                "To" => "Unterminated Quote in To",
+                _ => "Bad Request - Unterminated Quote",
+            },
+            ParseError::BadDisplayName(name) => match name {
+                "From" => "Bad Display Name in From",
+                "To" => "Bad Display Name in To",
+                _ => "Bad Request - Bad Display Name",
+            },
             ParseError::BadContentLength => "Bad Content-Length",
             ParseError::ContentLengthTooLarge => "Bad Request - Content-Length Larger Than Body",
             ParseError::CSeqMethodMismatch => "Bad Request - CSeq Method Does Not Match",
@@ -106,5 +122,35 @@ fn bad_reason(name: &str) -> &'static str {
         "Date" => "Bad Date",
         "Expires" => "Bad Expires",
         _ => "Bad Request - Malformed Header",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ParseError;
+
+    #[test]
+    fn reasons_name_the_problem() {
+        // The RFC 4475 reason hints: each phrase names what the sender got wrong.
+        for (err, word) in [
+            (ParseError::BadStartLine, "request-line"),
+            (ParseError::BadRequestUri, "request-uri"),
+            (ParseError::UnterminatedQuote("To"), "quote"),
+            (ParseError::BadDisplayName("From"), "display"),
+            (ParseError::BadContentLength, "content-length"),
+            (ParseError::ContentLengthTooLarge, "content-length"),
+            (ParseError::BadHeader("CSeq"), "cseq"),
+            (ParseError::CSeqMethodMismatch, "cseq"),
+            (ParseError::UnsupportedVersion, "version"),
+        ] {
+            assert!(
+                err.reason().to_ascii_lowercase().contains(word),
+                "{err:?}: {}",
+                err.reason()
+            );
+            assert!(err.reason().len() <= 48, "{err:?}: keep it short");
+        }
+        assert_eq!(ParseError::UnterminatedQuote("To").status(), 400);
+        assert_eq!(ParseError::BadDisplayName("From").status(), 400);
     }
 }

@@ -2,9 +2,10 @@
 //! line, each header and the body are; typed values are parsed on demand.
 
 use crate::error::ParseError;
+use crate::header::name_addr::Fault;
 use crate::header::{CSeq, HeaderName, NameAddr, Via};
 use crate::method::Method;
-use crate::scan::{is_lws, is_token, is_token_str, parse_u32_max, trim, CommaSplit};
+use crate::scan::{is_lws, is_token, is_token_str, is_word, parse_u32_max, trim, CommaSplit};
 use crate::uri::Uri;
 use smallvec::SmallVec;
 use std::ops::Range;
@@ -72,6 +73,8 @@ pub struct Message<'a> {
     /// Offset of the blank line that ends the headers.
     headers_end: usize,
     body: Range<usize>,
+    /// A datagram whose header block ran to its end with no blank line (see [`Message::parse`]).
+    unterminated: bool,
 }
 
 impl<'a> Message<'a> {
@@ -79,6 +82,12 @@ impl<'a> Message<'a> {
     ///
     /// Only framing, the start line and header boundaries are checked here;
     /// [`Message::validate`] checks the headers a proxy relies on.
+    ///
+    /// A datagram is complete by definition: when its header lines run to its
+    /// end with no blank line (RFC 4475 §3.1.2.15 baddn), the headers are kept so
+    /// a 400 can be built from them, and [`Message::validate`] refuses the
+    /// message ([`ParseError::Incomplete`] unless a header is worse). On a stream
+    /// that is [`ParseError::Incomplete`] here.
     pub fn parse(buf: &'a [u8], framing: Framing) -> Result<Message<'a>, ParseError> {
         let mut pos = 0;
         while buf[pos..].starts_with(b"\r\n") {
@@ -91,7 +100,13 @@ impl<'a> Message<'a> {
         let mut headers = SmallVec::new();
         let mut pos = next;
         let headers_end;
+        let mut unterminated = false;
         loop {
+            if pos == buf.len() && framing == Framing::Datagram {
+                headers_end = pos;
+                unterminated = true;
+                break;
+            }
             let (end, next) = find_line_end(buf, pos).ok_or(ParseError::Incomplete)?;
             if end == pos {
                 headers_end = pos;
@@ -112,10 +127,15 @@ impl<'a> Message<'a> {
             pos = line_next;
         }
         let available = buf.len() - pos;
-        let content_length = match headers
+        let mut lengths = headers
             .iter()
-            .find(|h: &&HeaderField| h.name == HeaderName::ContentLength)
-        {
+            .filter(|h: &&HeaderField| h.name == HeaderName::ContentLength);
+        let first_length = lengths.next();
+        if lengths.next().is_some() {
+            // Two Content-Lengths leave the framing ambiguous (RFC 4475 §3.3.9 mcl01).
+            return Err(ParseError::BadContentLength);
+        }
+        let content_length = match first_length {
             Some(h) => Some(
                 parse_u32_max(trim(&buf[h.value_span.clone()]), u32::MAX)
                     .ok_or(ParseError::BadContentLength)? as usize,
@@ -136,6 +156,7 @@ impl<'a> Message<'a> {
             headers_start,
             headers_end,
             body: pos..pos + body_len,
+            unterminated,
         })
     }
 
@@ -343,12 +364,29 @@ impl<'a> Message<'a> {
         for (name, label) in [(HeaderName::From, "From"), (HeaderName::To, "To")] {
             let mut lines = self.headers.iter().filter(|h| h.name == name);
             let h = lines.next().ok_or(ParseError::MissingHeader(label))?;
-            if lines.next().is_some() || NameAddr::parse(self.value(h)).is_none() {
+            if lines.next().is_some() {
+                return Err(ParseError::BadHeader(label));
+            }
+            NameAddr::parse_detailed(self.value(h)).map_err(|fault| match fault {
+                Fault::UnterminatedQuote => ParseError::UnterminatedQuote(label),
+                Fault::DisplayName => ParseError::BadDisplayName(label),
+                Fault::Other => ParseError::BadHeader(label),
+            })?;
+        }
+        // Single-valued headers a proxy keys on must appear once (RFC 4475 §3.3.8 multi01).
+        for (name, label) in [
+            (HeaderName::CallId, "Call-ID"),
+            (HeaderName::CSeq, "CSeq"),
+            (HeaderName::MaxForwards, "Max-Forwards"),
+        ] {
+            if self.headers.iter().filter(|h| h.name == name).count() > 1 {
                 return Err(ParseError::BadHeader(label));
             }
         }
+        // callid = word [ "@" word ] (RFC 3261 §25.1).
         let call_id = self.call_id().ok_or(ParseError::MissingHeader("Call-ID"))?;
-        if call_id.is_empty() || call_id.iter().any(|&b| is_lws(b)) {
+        let mut words = call_id.splitn(2, |&b| b == b'@');
+        if !words.all(|w| !w.is_empty() && w.iter().all(|&b| is_word(b))) {
             return Err(ParseError::BadHeader("Call-ID"));
         }
         let cseq_value = self
@@ -398,6 +436,9 @@ impl<'a> Message<'a> {
                 return Err(ParseError::BadHeader("Content-Type"));
             }
         }
+        if self.unterminated {
+            return Err(ParseError::Incomplete);
+        }
         Ok(())
     }
 }
@@ -424,11 +465,14 @@ pub fn frame_stream(buf: &[u8], max_message: usize) -> Result<Option<usize>, Par
             continue;
         };
         if HeaderName::from_bytes(trim(&line[..colon])) == HeaderName::ContentLength {
+            if content_length.is_some() {
+                // Ambiguous framing: the stream cannot be resynchronised (RFC 4475 §3.3.9).
+                return Err(ParseError::BadContentLength);
+            }
             content_length = Some(
                 parse_u32_max(trim(&line[colon + 1..]), u32::MAX)
                     .ok_or(ParseError::BadContentLength)? as usize,
             );
-            break;
         }
     }
     let len = head_end + content_length.ok_or(ParseError::MissingHeader("Content-Length"))?;
@@ -486,16 +530,28 @@ fn parse_start_line(line: &[u8]) -> Result<StartLine<'_>, ParseError> {
     if line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"SIP/") {
         return parse_status_line(line);
     }
-    // Request-Line = Method SP Request-URI SP SIP-Version: exactly one SP each (RFC 4475 §3.1.2.9-10).
-    let mut parts = line.split(|&b| b == b' ');
-    let (Some(m), Some(u), Some(v), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
+    // Request-Line = Method SP Request-URI SP SIP-Version: exactly one SP each
+    // (RFC 4475 §3.1.2.9 lwsstart, §3.1.2.10 trws). Between the first and the
+    // last SP is the Request-URI, so LWS inside it (§3.1.2.8 lwsruri) is a bad URI.
+    let (Some(first), Some(last)) = (memchr::memchr(b' ', line), memchr::memrchr(b' ', line))
     else {
         return Err(ParseError::BadStartLine);
     };
+    let (m, u, v) = (
+        &line[..first],
+        &line[first + 1..last.max(first + 1)],
+        &line[last + 1..],
+    );
+    if first == last || u.is_empty() || u[0] == b' ' || u[u.len() - 1] == b' ' {
+        return Err(ParseError::BadStartLine);
+    }
     let method = Method::parse(m).ok_or(ParseError::BadStartLine)?;
     check_version(v)?;
     let uri = Uri::parse(u).map_err(|_| ParseError::BadRequestUri)?;
+    if uri.headers.is_some() {
+        // Headers are not allowed in a Request-URI (RFC 3261 §19.1.5 table; RFC 4475 §3.1.2.11).
+        return Err(ParseError::BadRequestUri);
+    }
     Ok(StartLine::Request { method, uri })
 }
 

@@ -123,7 +123,7 @@ impl<'a> Uri<'a> {
             None => (after, None),
         };
         let params = Params(params.as_bytes());
-        if !params.well_formed() {
+        if !params.well_formed_uri() {
             return Err(BadUri);
         }
         Ok(Uri {

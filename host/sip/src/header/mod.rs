@@ -4,7 +4,7 @@
 //! header nobody reads costs nothing beyond finding its line.
 
 mod cseq;
-mod name_addr;
+pub(crate) mod name_addr;
 mod via;
 
 pub use cseq::CSeq;

@@ -1,6 +1,6 @@
 //! name-addr / addr-spec values: From, To, Contact, Route, Record-Route (RFC 3261 §20.10).
 
-use crate::scan::{is_lws, is_token, trim, trim_start, Params};
+use crate::scan::{is_lws, is_token, quoted_string_end, trim, trim_start, Params};
 use crate::uri::Uri;
 
 /// `"Display" <sip:uri>;tag=x` or `sip:uri;tag=x`.
@@ -14,22 +14,45 @@ pub struct NameAddr<'a> {
     pub params: Params<'a>,
 }
 
+/// Why a value is not a name-addr or addr-spec, so the 400 can say so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fault {
+    /// A display name opens a quote it never closes (RFC 4475 §3.1.2.6 quotbal).
+    UnterminatedQuote,
+    /// An unquoted display name holds non-token characters (§3.1.2.15 baddn),
+    /// or a quoted one holds bytes a quoted-string cannot.
+    DisplayName,
+    /// Anything else: the URI, the brackets or the parameters.
+    Other,
+}
+
 impl<'a> NameAddr<'a> {
     /// Parses one value (a single comma-separated element).
     pub fn parse(value: &'a [u8]) -> Option<NameAddr<'a>> {
+        Self::parse_detailed(value).ok()
+    }
+
+    /// [`NameAddr::parse`], saying what is wrong.
+    pub(crate) fn parse_detailed(value: &'a [u8]) -> Result<NameAddr<'a>, Fault> {
         let v = trim(value);
         let (display, rest) = if v.first() == Some(&b'"') {
-            let end = quoted_end(v)?;
+            let end = match quoted_string_end(v) {
+                Some(end) => end,
+                // A closing quote that is there but preceded by a forbidden byte
+                // is a bad display name; no closing quote at all is unterminated.
+                None if v[1..].contains(&b'"') => return Err(Fault::DisplayName),
+                None => return Err(Fault::UnterminatedQuote),
+            };
             let rest = trim_start(&v[end..]);
             if rest.first() != Some(&b'<') {
-                return None;
+                return Err(Fault::Other);
             }
             (Some(&v[..end]), rest)
         } else if let Some(lt) = v.iter().position(|&b| b == b'<') {
             let display = trim(&v[..lt]);
             // Unquoted display names are tokens separated by LWS (RFC 4475 §3.1.2.15 baddn).
             if !display.iter().all(|&b| is_token(b) || is_lws(b)) {
-                return None;
+                return Err(Fault::DisplayName);
             }
             (
                 if display.is_empty() {
@@ -45,23 +68,29 @@ impl<'a> NameAddr<'a> {
                 .iter()
                 .position(|&b| b == b';' || is_lws(b))
                 .unwrap_or(v.len());
-            let uri = Uri::parse(&v[..end]).ok()?;
+            let uri = Uri::parse(&v[..end]).map_err(|_| Fault::Other)?;
             if uri.headers.is_some() {
                 // RFC 4475 §3.1.2.13 regbadct: a URI with headers needs <>.
-                return None;
+                return Err(Fault::Other);
             }
             let params = Params(trim(&v[end..]));
-            return params.well_formed().then_some(NameAddr {
+            if !params.well_formed_header() {
+                return Err(Fault::Other);
+            }
+            return Ok(NameAddr {
                 display: None,
                 uri,
                 params,
             });
         };
         // rest starts with '<'
-        let gt = rest.iter().position(|&b| b == b'>')?;
-        let uri = Uri::parse(&rest[1..gt]).ok()?;
+        let gt = rest.iter().position(|&b| b == b'>').ok_or(Fault::Other)?;
+        let uri = Uri::parse(&rest[1..gt]).map_err(|_| Fault::Other)?;
         let params = Params(trim(&rest[gt + 1..]));
-        params.well_formed().then_some(NameAddr {
+        if !params.well_formed_header() {
+            return Err(Fault::Other);
+        }
+        Ok(NameAddr {
             display,
             uri,
             params,
@@ -72,19 +101,6 @@ impl<'a> NameAddr<'a> {
     pub fn tag(&self) -> Option<&'a [u8]> {
         self.params.get("tag").flatten()
     }
-}
-
-/// Index just past the closing quote of a quoted-string starting at `s[0]`.
-fn quoted_end(s: &[u8]) -> Option<usize> {
-    let mut i = 1;
-    while i < s.len() {
-        match s[i] {
-            b'\\' => i += 2,
-            b'"' => return Some(i + 1),
-            _ => i += 1,
-        }
-    }
-    None
 }
 
 #[cfg(test)]
@@ -120,5 +136,41 @@ mod tests {
         assert!(NameAddr::parse(b"sip:user@example.com?Route=%3Csip:sip.example.com%3E").is_none());
         // badaspec: whitespace inside <>
         assert!(NameAddr::parse(b"<sip:user@example.com; lr>").is_none());
+    }
+
+    #[test]
+    fn faults_name_the_problem() {
+        // quotbal
+        assert_eq!(
+            NameAddr::parse_detailed(br#""Mr. J. User <sip:j.user@example.com>"#),
+            Err(Fault::UnterminatedQuote)
+        );
+        // baddn
+        assert_eq!(
+            NameAddr::parse_detailed(b"Bell, Alexander <sip:a.g.bell@example.com>;tag=43"),
+            Err(Fault::DisplayName)
+        );
+        // a raw control byte is not qdtext
+        assert_eq!(
+            NameAddr::parse_detailed(b"\"a\x07b\" <sip:x@y>"),
+            Err(Fault::DisplayName)
+        );
+        assert_eq!(
+            NameAddr::parse_detailed(b"<sip:x@y>;tag=a/b"),
+            Err(Fault::Other)
+        );
+        // intmeth: quoted-pair BEL/NUL/DEL in the display name, odd user part.
+        let to = b"\"BEL:\\\x07 NUL:\\\x00 DEL:\\\x7f\" <sip:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*@example.com>";
+        let n = NameAddr::parse(to).unwrap();
+        assert_eq!(n.display.map(<[u8]>::len), Some(22));
+        assert_eq!(
+            n.uri.user,
+            Some("1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*")
+        );
+        assert_eq!(n.uri.host, "example.com");
+        // lwsdisp: no LWS between the display name and '<'.
+        let n = NameAddr::parse(b"caller<sip:caller@example.com>;tag=323").unwrap();
+        assert_eq!(n.display, Some(&b"caller"[..]));
+        assert_eq!(n.tag(), Some(&b"323"[..]));
     }
 }

@@ -44,7 +44,7 @@ impl<'a> Via<'a> {
         let sent_by = std::str::from_utf8(&rest[..sb_end]).ok()?;
         let (host, port) = split_host_port(sent_by).ok()?;
         let params = Params(trim(&rest[sb_end..]));
-        if !params.well_formed() {
+        if !params.well_formed_header() {
             return None;
         }
         Some(Via {

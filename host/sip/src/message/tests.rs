@@ -180,3 +180,116 @@ fn never_panics_on_prefixes() {
         let _ = frame_stream(&INVITE[..end], 65535);
     }
 }
+
+#[test]
+fn request_line_names_the_bad_part() {
+    let bad = |s: &[u8]| Message::parse(s, Framing::Datagram).err();
+    // RFC 4475 §3.1.2.8 lwsruri: LWS inside the URI is a bad Request-URI.
+    assert_eq!(
+        bad(b"INVITE sip:user@example.com; lr SIP/2.0\r\n\r\n"),
+        Some(ParseError::BadRequestUri)
+    );
+    // §3.1.2.9 lwsstart and §3.1.2.10 trws: extra SP is a bad Request-Line.
+    assert_eq!(
+        bad(b"INVITE  sip:user@example.com  SIP/2.0\r\n\r\n"),
+        Some(ParseError::BadStartLine)
+    );
+    assert_eq!(
+        bad(b"OPTIONS sip:remote-target@example.com SIP/2.0  \r\n\r\n"),
+        Some(ParseError::BadStartLine)
+    );
+    assert_eq!(
+        bad(b"INVITE sip:a@b\r\n\r\n"),
+        Some(ParseError::BadStartLine)
+    );
+    // §3.1.2.11 escruri: no headers in a Request-URI.
+    assert_eq!(
+        bad(b"INVITE sip:user@example.com?Route=%3Csip:example.com%3E SIP/2.0\r\n\r\n"),
+        Some(ParseError::BadRequestUri)
+    );
+}
+
+#[test]
+fn datagram_without_blank_line_is_refused_by_validate() {
+    // RFC 4475 §3.1.2.15 baddn ends its headers without the blank line.
+    let head = "OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:x@y>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nl: 0\r\n";
+    let m = Message::parse(head.as_bytes(), Framing::Datagram).unwrap();
+    assert_eq!(m.headers_end(), head.len());
+    assert!(m.body().is_empty());
+    assert_eq!(m.validate(), Err(ParseError::Incomplete));
+    // A worse header problem is named first, so the 400 says what to fix.
+    let baddn = head.replace("<sip:x@y>", "Bell, Alexander <sip:x@y>");
+    let m = Message::parse(baddn.as_bytes(), Framing::Datagram).unwrap();
+    assert_eq!(m.validate(), Err(ParseError::BadDisplayName("From")));
+    // On a stream more bytes may come.
+    assert_eq!(
+        Message::parse(head.as_bytes(), Framing::Stream).err(),
+        Some(ParseError::Incomplete)
+    );
+    // With the blank line it is fine.
+    let whole = format!("{head}\r\n");
+    let m = Message::parse(whole.as_bytes(), Framing::Datagram).unwrap();
+    assert_eq!(m.validate(), Ok(()));
+}
+
+#[test]
+fn two_content_lengths_are_refused() {
+    // RFC 4475 §3.3.9 mcl01
+    let msg = b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: 13\r\nl: 5\r\n\r\n0123456789abc";
+    assert_eq!(
+        Message::parse(msg, Framing::Datagram).err(),
+        Some(ParseError::BadContentLength)
+    );
+    assert_eq!(frame_stream(msg, 65535), Err(ParseError::BadContentLength));
+}
+
+#[test]
+fn validate_names_header_faults() {
+    let base = "OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:x@y>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: c@h\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 0068\r\n";
+    let check = |from: &str, to: &str| {
+        let s = format!("{}\r\n", base.replacen(from, to, 1));
+        Message::parse(s.as_bytes(), Framing::Datagram)
+            .unwrap()
+            .validate()
+            .err()
+    };
+    assert_eq!(check("", ""), None);
+    // RFC 4475 §3.1.2.6 quotbal
+    assert_eq!(
+        check("To: <sip:a@b>", "To: \"Mr. J. User <sip:a@b>"),
+        Some(ParseError::UnterminatedQuote("To"))
+    );
+    // §3.1.2.15 baddn
+    assert_eq!(
+        check("To: <sip:a@b>", "To: Watson, Thomas <sip:a@b>"),
+        Some(ParseError::BadDisplayName("To"))
+    );
+    // §3.3.8 multi01: single-valued headers twice.
+    for dup in [
+        "Call-ID: c@h\r\n",
+        "CSeq: 1 OPTIONS\r\n",
+        "Max-Forwards: 0068\r\n",
+    ] {
+        let label = dup.split(':').next().unwrap();
+        assert_eq!(
+            check(dup, &format!("{dup}{dup}")),
+            Some(ParseError::BadHeader(label)),
+            "{label}"
+        );
+    }
+    // callid = word [ "@" word ]
+    for bad in ["c@h@i", "@h", "c@", "c;x", "c,d"] {
+        assert_eq!(
+            check("Call-ID: c@h", &format!("Call-ID: {bad}")),
+            Some(ParseError::BadHeader("Call-ID")),
+            "{bad}"
+        );
+    }
+    assert_eq!(
+        check(
+            "Call-ID: c@h",
+            r#"Call-ID: intmeth.word%ZK-!.*_+'@word`~)(><:\/"][?}{"#
+        ),
+        None
+    );
+}
