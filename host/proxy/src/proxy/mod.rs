@@ -141,6 +141,9 @@ struct ClientEntry {
     branch: usize,
     destination: (SocketAddr, Transport),
     armed: Option<Instant>,
+    /// After our CANCEL: when to destroy this INVITE transaction if no final
+    /// answer came (RFC 3261 §9.1), even when its response context is gone.
+    give_up: Option<Instant>,
 }
 
 /// One worker's proxy state. See the module docs.
@@ -448,6 +451,9 @@ impl Proxy {
         let Some(entry) = self.clients.get_mut(&id) else {
             return;
         };
+        if entry.give_up.is_some_and(|at| at <= now) {
+            return self.drop_client(id);
+        }
         entry.armed = None;
         match &mut entry.tx {
             ClientTx::Invite(tx) => tx.handle_timeout(now),
@@ -456,7 +462,7 @@ impl Proxy {
         self.drain_client(now, id);
     }
 
-    /// Forgets a client transaction (after Timer C gave up on it).
+    /// Forgets a client transaction (Timer C, or no answer to our CANCEL).
     fn drop_client(&mut self, id: TxId) {
         if let Some(entry) = self.clients.remove(&id) {
             self.client_index.remove(&entry.key);

@@ -311,9 +311,16 @@ impl Proxy {
         };
         let mut out = Vec::with_capacity(512);
         build::cancel_for(&fwd, &mut out);
-        let (id_bytes, destination) = (branch.id.clone(), branch.destination);
+        let (id_bytes, destination, invite) =
+            (branch.id.clone(), branch.destination, branch.client);
         self.timers
             .push(deadline, super::TimerKey::Branch(server, b));
+        if let Some(entry) = invite.and_then(|c| self.clients.get_mut(&c)) {
+            entry.give_up = Some(deadline);
+        }
+        if let Some(invite) = invite {
+            self.timers.push(deadline, super::TimerKey::Client(invite));
+        }
         let client = self.alloc_id();
         let tx = NonInviteClient::new(now, timers, Bytes::from(out), destination.1.is_reliable());
         let key = (id_bytes, true);
@@ -326,6 +333,7 @@ impl Proxy {
                 branch: b,
                 destination,
                 armed: None,
+                give_up: None,
             },
         );
         self.client_index.insert(key, client);
@@ -486,6 +494,7 @@ impl Proxy {
                 branch: n,
                 destination,
                 armed: None,
+                give_up: None,
             },
         );
         self.client_index.insert(key, client);

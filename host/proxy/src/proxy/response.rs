@@ -33,8 +33,9 @@ impl Proxy {
         let is_cancel = msg.method() == Some(viaduct_sip::Method::Cancel);
         let key = (Bytes::copy_from_slice(branch_id), is_cancel);
         let Some(&client) = self.client_index.get(&key) else {
-            // No transaction: a 2xx retransmission after it ended (§16.7 forwards it statelessly).
-            if !is_cancel && (200..300).contains(&code) {
+            // No transaction: a 2xx retransmission after it ended (§16.7), or the
+            // answer to a CANCEL we forwarded without state (§16.11): follow the Via.
+            if is_cancel || (200..300).contains(&code) {
                 self.forward_response_stateless(msg);
             } else {
                 self.stats.dropped_responses += 1;
@@ -112,8 +113,15 @@ impl Proxy {
             // §16.7 step 9: every 2xx goes up at once; no more failover.
             ctx.final_sent = true;
             ctx.targets.clear();
-            let data = strip_top_via(msg);
-            self.respond(now, server, code, data);
+            if self.server_takes_2xx(server) {
+                let data = strip_top_via(msg);
+                self.respond(now, server, code, data);
+            } else {
+                // A 2xx that crossed our CANCEL after a 408/487 went up: the
+                // server transaction is Completed, but §16.7 step 9 still
+                // forwards every 2xx so the caller can ACK and BYE it.
+                self.forward_response_stateless(msg);
+            }
             return;
         }
         ctx.record(Best::Received(code, strip_top_via(msg)));
@@ -139,8 +147,10 @@ impl Proxy {
             return;
         }
         branch.status = Some(code);
-        branch.deadline = None;
         let cancelled = branch.cancelled;
+        if !cancelled {
+            branch.deadline = None;
+        }
         // After the caller's CANCEL, a branch that never sent 487 is reported as terminated.
         let code = if ctx.cancelled && cancelled {
             487
@@ -151,7 +161,7 @@ impl Proxy {
         self.after_branch_final(now, server, code);
     }
 
-    /// Timer C, a target's timeout, or the wait for 487 after our CANCEL.
+    /// Timer C, a target's timeout, or the wait for a final answer after our CANCEL.
     pub(super) fn branch_timeout(&mut self, now: Instant, server: TxId, b: usize) {
         let Some(ctx) = self.servers.get_mut(&server).and_then(|e| e.ctx.as_mut()) else {
             return;
@@ -160,24 +170,38 @@ impl Proxy {
             return;
         };
         match branch.deadline {
-            Some(at) if at <= now && branch.status.is_none() => {}
+            Some(at) if at <= now => branch.deadline = None,
             _ => return,
         }
-        branch.deadline = None;
-        self.stats.branch_timeouts += 1;
-        let (provisional, cancelled, client) =
-            (branch.provisional, branch.cancelled, branch.client);
-        tracing::debug!(server, branch = b, "branch timer fired");
-        if provisional && !cancelled {
-            // §16.8: a ringing branch gets a CANCEL; the caller gets 408 now
-            // (Kamailio's fr_inv_timer does the same) and the 487 stays here.
-            self.cancel_branch(now, server, b);
-        } else if let Some(client) = client {
-            // No provisional yet, or our CANCEL went unanswered: §16.8 says behave
-            // as if the transaction received 408, and stop it.
-            if !provisional {
+        let (provisional, cancelled, client, done) = (
+            branch.provisional,
+            branch.cancelled,
+            branch.client,
+            branch.status.is_some(),
+        );
+        if cancelled {
+            // RFC 3261 §9.1: 64*T1 after our CANCEL with no final answer, the
+            // original transaction counts as cancelled and is destroyed.
+            if let Some(client) = client {
                 self.drop_client(client);
             }
+            if !done {
+                self.branch_failed(now, server, b, 408);
+            }
+            return;
+        }
+        if done {
+            return;
+        }
+        self.stats.branch_timeouts += 1;
+        tracing::debug!(server, branch = b, "branch timer fired");
+        if provisional {
+            // §16.8: a ringing branch gets a CANCEL; the caller gets 408 now
+            // (as Kamailio's fr_inv_timer does) and the 487 stays here.
+            self.cancel_branch(now, server, b);
+        } else if let Some(client) = client {
+            // No provisional yet: §16.8 says behave as if it received 408, and stop it.
+            self.drop_client(client);
         }
         self.branch_failed(now, server, b, 408);
     }
@@ -276,6 +300,24 @@ impl Proxy {
         };
         let data = strip_top_via(msg);
         self.send(data, dest, transport, None);
+    }
+}
+
+impl Proxy {
+    /// True while the INVITE server transaction still sends 2xx responses
+    /// (Proceeding, or Accepted per RFC 6026).
+    fn server_takes_2xx(&self, server: TxId) -> bool {
+        use crate::transaction::InviteServerState;
+        match self.servers.get(&server).map(|e| &e.tx) {
+            Some(super::ServerTx::Invite(tx)) => {
+                matches!(
+                    tx.state(),
+                    InviteServerState::Proceeding | InviteServerState::Accepted
+                )
+            }
+            Some(super::ServerTx::NonInvite(_)) => true,
+            None => false,
+        }
     }
 }
 
