@@ -127,6 +127,11 @@ pub struct RouteRequest<'m, 'a> {
     pub transport: Transport,
     /// Edits to apply when forwarding.
     pub edits: RequestEdits,
+    /// Which version of the router decided: set by [`Router::route`], kept with
+    /// the transaction, and given back to [`Router::on_failure`] so failover
+    /// runs on the version that made the decision (a hot-swapped policy
+    /// serves new requests only).
+    pub version: u64,
 }
 
 /// Decides where initial requests go. Implementations must not block for long:

@@ -22,6 +22,66 @@ pub struct Config {
     pub proxy: ProxySection,
     /// `[routing]`
     pub routing: Routing,
+    /// `[policy]`
+    pub policy: PolicySection,
+    /// `[admin]`
+    pub admin: Admin,
+}
+
+/// `[policy]`: the Wasm routing policy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicySection {
+    /// The component (`.wasm`); empty = the built-in `[routing]` router. `--policy` overrides it.
+    pub file: String,
+    /// Budget of one policy call, in milliseconds (epoch deadline).
+    pub deadline_ms: u64,
+    /// Budget of `init`, in milliseconds.
+    pub init_deadline_ms: u64,
+    /// Memory cap per policy instance, in MiB.
+    pub memory_mb: usize,
+    /// What a trap, timeout or memory exhaustion gives: "reject" (500) or "relay".
+    pub fail_action: String,
+    /// CIDRs whose caller-supplied X-Room-ID / X-Session-ID the policy may see and keep.
+    pub trusted_sources: Vec<String>,
+    /// Reload when the file changes (SIGHUP and POST /reload always work).
+    pub watch: bool,
+    /// Where compiled policies are cached; empty = $XDG_CACHE_HOME/viaduct or ~/.cache/viaduct.
+    pub cache_dir: String,
+    /// Handed to the policy's `init` as (key, value) strings; arrays are joined with commas.
+    pub config: toml::Table,
+}
+
+impl Default for PolicySection {
+    fn default() -> Self {
+        PolicySection {
+            file: String::new(),
+            deadline_ms: 5,
+            init_deadline_ms: 1000,
+            memory_mb: 64,
+            fail_action: "reject".into(),
+            trusted_sources: Vec::new(),
+            watch: true,
+            cache_dir: String::new(),
+            config: toml::Table::new(),
+        }
+    }
+}
+
+/// `[admin]`: the HTTP admin port.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Admin {
+    /// IP:PORT for `POST /reload`, `GET /health/live`, `GET /status`; empty = off.
+    pub listen: String,
+}
+
+impl Default for Admin {
+    fn default() -> Self {
+        Admin {
+            listen: "127.0.0.1:9060".into(),
+        }
+    }
 }
 
 /// `[server]`
@@ -160,6 +220,27 @@ impl Config {
         if t.timer_c_ms == 0 {
             bail!("timers.timer_c_ms must be > 0");
         }
+        let p = &self.policy;
+        if !matches!(p.fail_action.as_str(), "reject" | "relay") {
+            bail!(
+                "policy.fail_action must be \"reject\" or \"relay\" (got {:?})",
+                p.fail_action
+            );
+        }
+        if p.deadline_ms == 0 || p.init_deadline_ms == 0 || p.memory_mb == 0 {
+            bail!("policy.deadline_ms, policy.init_deadline_ms and policy.memory_mb must be > 0");
+        }
+        for cidr in &p.trusted_sources {
+            if viaduct_policy::parse_cidr(cidr).is_none() {
+                bail!("policy.trusted_sources: {cidr:?} is not an IP address or CIDR");
+            }
+        }
+        if !self.admin.listen.is_empty() {
+            self.admin
+                .listen
+                .parse::<SocketAddr>()
+                .with_context(|| format!("admin.listen: {:?} is not IP:PORT", self.admin.listen))?;
+        }
         for target in &self.routing.targets {
             let uri = viaduct_sip::Uri::parse(target.as_bytes())
                 .map_err(|_| anyhow::anyhow!("routing.targets: {target:?} is not a SIP URI"))?;
@@ -192,9 +273,62 @@ impl Config {
         )
     }
 
+    /// Settings for the policy host, when a policy file is configured.
+    pub fn policy_settings(&self) -> Option<viaduct_policy::PolicySettings> {
+        let p = &self.policy;
+        if p.file.is_empty() {
+            return None;
+        }
+        let cache_dir = if p.cache_dir.is_empty() {
+            std::env::var_os("XDG_CACHE_HOME")
+                .map(std::path::PathBuf::from)
+                .or_else(|| {
+                    std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache"))
+                })
+                .map(|d| d.join("viaduct"))
+        } else {
+            Some(p.cache_dir.clone().into())
+        };
+        Some(viaduct_policy::PolicySettings {
+            file: p.file.clone().into(),
+            config: p
+                .config
+                .iter()
+                .map(|(k, v)| (k.clone(), config_value(v)))
+                .collect(),
+            deadline: Duration::from_millis(p.deadline_ms),
+            init_deadline: Duration::from_millis(p.init_deadline_ms),
+            memory_limit: p.memory_mb << 20,
+            fail_action: if p.fail_action == "relay" {
+                viaduct_policy::FailAction::Relay
+            } else {
+                viaduct_policy::FailAction::Reject
+            },
+            cache_dir,
+        })
+    }
+
+    /// Trusted source networks.
+    pub fn trusted_sources(&self) -> Vec<(std::net::IpAddr, u8)> {
+        self.policy
+            .trusted_sources
+            .iter()
+            .filter_map(|c| viaduct_policy::parse_cidr(c))
+            .collect()
+    }
+
     /// The built-in router's targets.
     pub fn targets(&self) -> Vec<Target> {
         self.routing.targets.iter().map(Target::new).collect()
+    }
+}
+
+/// A config value as the string a policy's `init` receives.
+fn config_value(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Array(a) => a.iter().map(config_value).collect::<Vec<_>>().join(","),
+        other => other.to_string(),
     }
 }
 

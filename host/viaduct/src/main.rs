@@ -4,14 +4,16 @@
 //! workers sharded by Call-ID; each worker drives one `viaduct_proxy::Proxy`
 //! and sends what it yields. See `examples/viaduct.toml` for the config.
 
+mod admin;
 mod config;
+mod reload;
 mod transport;
 mod worker;
 
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 use config::{Config, ListenAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,6 +34,9 @@ struct Cli {
     /// Listen address, repeatable: udp:IP:PORT or tcp:IP:PORT (replaces server.listen).
     #[arg(long)]
     listen: Vec<String>,
+    /// The routing policy component (overrides policy.file).
+    #[arg(long, global = true)]
+    policy: Option<PathBuf>,
     /// Log level: error, warn, info, debug (SIP dumps of forwarded messages), trace (every message).
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -72,6 +77,9 @@ fn load_config(cli: &Cli) -> Result<Config> {
     };
     if !cli.listen.is_empty() {
         config.server.listen = cli.listen.clone();
+    }
+    if let Some(policy) = &cli.policy {
+        config.policy.file = policy.display().to_string();
     }
     config.check()?;
     Ok(config)
@@ -152,14 +160,54 @@ async fn serve(config: Config, workers: usize) -> Result<()> {
         timer_c: Duration::from_millis(config.timers.timer_c_ms),
         record_route: config.proxy.record_route,
     };
+    // The policy must load before we take traffic: a broken file at start-up is an error.
+    let reloader = match config.policy_settings() {
+        Some(settings) => {
+            let host = viaduct_policy::PolicyHost::new(settings)
+                .map_err(|e| anyhow::anyhow!("policy engine: {e:#}"))?;
+            let host_for_load = host.clone();
+            tokio::task::spawn_blocking(move || host_for_load.reload()).await??;
+            Some(Arc::new(reload::Reloader::new(host)))
+        }
+        None => None,
+    };
+    let trusted = Arc::new(config.trusted_sources());
     for (i, rx) in receivers.into_iter().enumerate() {
-        let proxy = Proxy::new(
-            proxy_config.clone(),
-            Box::new(StaticRouter::new(config.targets())),
-        );
+        let router: Box<dyn viaduct_proxy::Router> = match &reloader {
+            Some(r) => Box::new(viaduct_policy::PolicyRouter::new(
+                r.host.clone(),
+                trusted.clone(),
+            )),
+            None => Box::new(StaticRouter::new(config.targets())),
+        };
+        let proxy = Proxy::new(proxy_config.clone(), router);
         tokio::spawn(worker::run(i, proxy, rx, out.clone(), status.clone()));
     }
-    tracing::info!(workers, targets = ?config.routing.targets, "viaduct ready");
+    let _watcher = match &reloader {
+        Some(r) => {
+            reload::on_sighup(r.clone())?;
+            if config.policy.watch {
+                Some(reload::watch(r.clone(), Path::new(&config.policy.file))?)
+            } else {
+                None
+            }
+        }
+        None => None,
+    };
+    if !config.admin.listen.is_empty() {
+        let addr = config.admin.listen.parse()?;
+        let state = admin::AdminState {
+            reloader: reloader.clone(),
+            workers: status.clone(),
+        };
+        admin::serve(addr, Arc::new(state)).await?;
+    }
+    match &reloader {
+        Some(_) => tracing::info!(workers, policy = %config.policy.file, "viaduct ready"),
+        None => {
+            tracing::info!(workers, targets = ?config.routing.targets, "viaduct ready (built-in router)")
+        }
+    }
 
     wait_for_stop_signal().await?;
     drain(

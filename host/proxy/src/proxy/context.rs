@@ -48,12 +48,21 @@ pub(super) enum Best {
     Received(u16, Bytes),
     /// A response we must generate (timeout: 408; unreachable: 503).
     Local(u16),
+    /// The router's own answer from `on_failure`, sent as it is.
+    Reject {
+        /// Status code.
+        code: u16,
+        /// Reason phrase.
+        reason: String,
+        /// Header lines (`Name: value`).
+        headers: Vec<String>,
+    },
 }
 
 impl Best {
     pub(super) fn status(&self) -> u16 {
         match self {
-            Best::Received(c, _) | Best::Local(c) => *c,
+            Best::Received(c, _) | Best::Local(c) | Best::Reject { code: c, .. } => *c,
         }
     }
 }
@@ -82,6 +91,8 @@ pub(super) struct Context {
     pub(super) hash: u64,
     /// What Route pre-processing changed (§16.4).
     pub(super) plan: Plan,
+    /// The router version that decided; failover asks the same one.
+    pub(super) policy_version: u64,
     /// Targets not tried yet (serial failover).
     pub(super) targets: VecDeque<Target>,
     pub(super) branches: Vec<Branch>,

@@ -119,6 +119,7 @@ impl Proxy {
         if self.draining && !in_dialog {
             return self.respond_stateless(msg, inc, 503, "Draining", &["Retry-After: 30"]);
         }
+        let mut policy_version = 0;
         let decision = if in_dialog {
             Decision::Relay
         } else {
@@ -127,9 +128,11 @@ impl Proxy {
                 source: inc.source,
                 transport: inc.transport,
                 edits: Default::default(),
+                version: 0,
             };
             let d = self.router.route(&mut req);
             plan.edits = req.edits;
+            policy_version = req.version;
             d
         };
         let targets = match decision {
@@ -186,6 +189,7 @@ impl Proxy {
                 && matches!(method, Method::Invite | Method::Subscribe),
             hash,
             plan,
+            policy_version,
             targets: targets.into(),
             branches: Vec::new(),
             best: None,

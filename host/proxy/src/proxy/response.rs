@@ -217,43 +217,70 @@ impl Proxy {
             }
             return;
         }
-        if matches!(code, 408 | 503) && !ctx.targets.is_empty() {
-            // Serial failover: the router may change the plan.
-            let request = ctx.request.clone();
-            let (source, transport) = (ctx.source, ctx.transport);
-            let decision = match Message::parse(&request, Framing::Datagram) {
-                Ok(msg) => {
-                    let mut req = RouteRequest {
-                        message: &msg,
-                        source,
-                        transport,
-                        edits: Default::default(),
-                    };
-                    self.router.on_failure(&mut req, code)
-                }
-                Err(_) => Decision::Continue,
-            };
-            let Some(ctx) = self.servers.get_mut(&server).and_then(|e| e.ctx.as_mut()) else {
-                return;
-            };
-            match decision {
-                Decision::Continue | Decision::Relay => {}
-                Decision::Forward(t) => ctx.targets = t.into(),
-                Decision::Reject { code, .. } => {
-                    ctx.targets.clear();
-                    ctx.record(Best::Local(code));
-                }
-                Decision::Redirect(_) | Decision::Drop => ctx.targets.clear(),
+        // Every failed branch goes to the router (like Kamailio's failure_route),
+        // on the version that made the first decision.
+        let request = ctx.request.clone();
+        let (source, transport, version) = (ctx.source, ctx.transport, ctx.policy_version);
+        let (decision, edits) = match Message::parse(&request, Framing::Datagram) {
+            Ok(msg) => {
+                let mut req = RouteRequest {
+                    message: &msg,
+                    source,
+                    transport,
+                    edits: Default::default(),
+                    version,
+                };
+                let d = self.router.on_failure(&mut req, code);
+                (d, req.edits)
             }
-            return self.next_branch(now, server);
+            Err(_) => (Decision::Continue, Default::default()),
+        };
+        let Some(ctx) = self.servers.get_mut(&server).and_then(|e| e.ctx.as_mut()) else {
+            return;
+        };
+        // Edits made in on_failure apply to the next targets on top of the first ones.
+        let plan = &mut ctx.plan.edits;
+        plan.remove.extend(edits.remove);
+        plan.add.extend(edits.add);
+        if edits.request_uri.is_some() {
+            plan.request_uri = edits.request_uri;
         }
-        if !ctx.pending() {
-            ctx.targets.clear();
-            self.send_best(now, server);
+        match decision {
+            // Serial failover goes on only for failures another target may not have.
+            Decision::Continue | Decision::Relay if matches!(code, 408 | 503) => {}
+            Decision::Continue | Decision::Relay => ctx.targets.clear(),
+            Decision::Forward(t) => ctx.targets = t.into(),
+            Decision::Reject {
+                code,
+                reason,
+                headers,
+            } => {
+                ctx.targets.clear();
+                ctx.best = Some(Best::Reject {
+                    code,
+                    reason,
+                    headers,
+                });
+            }
+            Decision::Redirect(contacts) => {
+                ctx.targets.clear();
+                let headers = contacts.iter().map(|c| format!("Contact: <{c}>")).collect();
+                ctx.best = Some(Best::Reject {
+                    code: 302,
+                    reason: reason_phrase(302).into(),
+                    headers,
+                });
+            }
+            Decision::Drop => ctx.targets.clear(),
         }
+        if ctx.targets.is_empty() && !ctx.pending() {
+            return self.send_best(now, server);
+        }
+        self.next_branch(now, server);
     }
 
-    /// §16.7 step 6-7: the best final response goes up; a 503 becomes 500.
+    /// §16.7 step 6-7: the best final response goes up; a received or
+    /// downstream 503 becomes 500; a router's own answer goes as it is.
     pub(super) fn send_best(&mut self, now: Instant, server: TxId) {
         let Some(ctx) = self.servers.get_mut(&server).and_then(|e| e.ctx.as_mut()) else {
             return;
@@ -265,22 +292,31 @@ impl Proxy {
         let best = ctx.best.take().unwrap_or(Best::Local(500));
         let request = ctx.request.clone();
         let source = ctx.source;
+        let Ok(msg) = Message::parse(&request, Framing::Datagram) else {
+            return;
+        };
         match best {
             Best::Received(code, data) if code != 503 => self.respond(now, server, code, data),
+            Best::Reject {
+                code,
+                reason,
+                headers,
+            } => {
+                let code = if (300..=699).contains(&code) {
+                    code
+                } else {
+                    500
+                };
+                let extra: Vec<&str> = headers.iter().map(String::as_str).collect();
+                self.stats.local_failures += 1;
+                let data = self.build_response(&msg, source, code, &reason, &extra);
+                self.respond(now, server, code, data);
+            }
             best => {
                 // §16.7 step 6: a 503 is not passed upstream; 500 instead.
-                let code = if best.status() == 503 {
-                    500
-                } else {
-                    best.status()
-                };
-                let Ok(msg) = Message::parse(&request, Framing::Datagram) else {
-                    return;
-                };
-                let reason = if best.status() == 503 {
-                    "Service Unavailable Downstream"
-                } else {
-                    reason_phrase(code)
+                let (code, reason) = match best.status() {
+                    503 => (500, "Service Unavailable Downstream"),
+                    c => (c, reason_phrase(c)),
                 };
                 self.respond_local(now, server, &msg, source, code, reason);
             }

@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::router::{Decision, RouteRequest, StaticRouter, Target};
-use viaduct_sip::{Framing, HeaderName, Message};
+use viaduct_sip::{Framing, HeaderName, Message, StartLine};
 
 const PROXY: &str = "127.0.0.1:5060";
 const UAC: &str = "127.0.0.1:5070";
@@ -742,4 +742,53 @@ fn a_finished_call_leaves_no_state() {
     h.advance(Duration::from_secs(32) + ms(100));
     assert_eq!(h.proxy.transactions(), (0, 0));
     assert_eq!(h.proxy.pending_requests(), 0);
+}
+
+/// A failover router in the style of the media-bridge policy: counts failures
+/// and answers for itself when every target is down.
+struct AllDown {
+    failures: Vec<u16>,
+}
+
+impl Router for AllDown {
+    fn route(&mut self, req: &mut RouteRequest<'_, '_>) -> Decision {
+        req.version = 7;
+        Decision::Forward(
+            [SILENT, UAS]
+                .map(|t| Target::new(format!("sip:{t}")))
+                .to_vec(),
+        )
+    }
+
+    fn on_failure(&mut self, req: &mut RouteRequest<'_, '_>, status: u16) -> Decision {
+        assert_eq!(req.version, 7, "failover runs on the version that decided");
+        self.failures.push(status);
+        if self.failures.len() < 2 {
+            return Decision::Continue;
+        }
+        Decision::Reject {
+            code: 503,
+            reason: "All Media Bridges Down".into(),
+            headers: vec!["Retry-After: 30".into()],
+        }
+    }
+}
+
+#[test]
+fn on_failure_sees_every_failure_and_its_answer_goes_out_as_is() {
+    let mut h = Harness::new(AllDown { failures: vec![] });
+    let out = h.feed(UAC, invite("z9hG4bKc1").bytes());
+    let out = h.feed(SILENT, reply(&out[1], 503, Some("x"), &[]));
+    assert_eq!(sigs(&out), [sig("ACK", SILENT), sig("INVITE", UAS)]);
+    let out = h.feed(UAS, reply(&out[1], 486, Some("y"), &[]));
+    assert_eq!(sigs(&out), [sig("ACK", UAS), sig("503", UAC)]);
+    let answer = Message::parse(&out[1].data, Framing::Datagram).unwrap();
+    assert!(matches!(
+        answer.start_line(),
+        StartLine::Response {
+            reason: b"All Media Bridges Down",
+            ..
+        }
+    ));
+    assert_eq!(answer.header_value_by_name("Retry-After"), Some(&b"30"[..]));
 }

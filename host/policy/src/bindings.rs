@@ -1,0 +1,175 @@
+//! Host side of the `viaduct:policy` world: generated bindings and the
+//! import implementations (request resource, log, metrics, kv, clock).
+
+use crate::request::RequestView;
+use crate::state::State;
+use wasmtime::component::Resource;
+
+wasmtime::component::bindgen!({
+    path: "../../wit",
+    world: "policy",
+    with: {
+        "viaduct:policy/types.request": crate::request::RequestView,
+    },
+    // Request methods can fail on a stale handle: that is a trap, not a policy error.
+    imports: {
+        "viaduct:policy/types": trappable,
+    },
+});
+
+pub use viaduct::policy::types::{Level, Transport as WitTransport};
+
+use viaduct::policy::{clock, kv, log, metrics, types};
+
+impl State {
+    fn view(&self, r: &Resource<RequestView>) -> wasmtime::Result<&RequestView> {
+        Ok(self.table.get(r)?)
+    }
+    fn view_mut(&mut self, r: &Resource<RequestView>) -> wasmtime::Result<&mut RequestView> {
+        Ok(self.table.get_mut(r)?)
+    }
+}
+
+impl types::Host for State {}
+
+impl types::HostRequest for State {
+    fn method(&mut self, r: Resource<RequestView>) -> wasmtime::Result<String> {
+        Ok(self.view(&r)?.method())
+    }
+    fn request_uri(&mut self, r: Resource<RequestView>) -> wasmtime::Result<String> {
+        Ok(self.view(&r)?.request_uri())
+    }
+    fn request_uri_user(&mut self, r: Resource<RequestView>) -> wasmtime::Result<Option<String>> {
+        Ok(self.view(&r)?.request_uri_parts().0)
+    }
+    fn request_uri_host(&mut self, r: Resource<RequestView>) -> wasmtime::Result<String> {
+        Ok(self.view(&r)?.request_uri_parts().1)
+    }
+    fn request_uri_port(&mut self, r: Resource<RequestView>) -> wasmtime::Result<Option<u16>> {
+        Ok(self.view(&r)?.request_uri_parts().2)
+    }
+    fn from_uri(&mut self, r: Resource<RequestView>) -> wasmtime::Result<String> {
+        Ok(self.view(&r)?.from().0)
+    }
+    fn from_tag(&mut self, r: Resource<RequestView>) -> wasmtime::Result<Option<String>> {
+        Ok(self.view(&r)?.from().1)
+    }
+    fn to_uri(&mut self, r: Resource<RequestView>) -> wasmtime::Result<String> {
+        Ok(self.view(&r)?.to().0)
+    }
+    fn to_tag(&mut self, r: Resource<RequestView>) -> wasmtime::Result<Option<String>> {
+        Ok(self.view(&r)?.to().1)
+    }
+    fn call_id(&mut self, r: Resource<RequestView>) -> wasmtime::Result<String> {
+        Ok(self.view(&r)?.call_id())
+    }
+    fn source_ip(&mut self, r: Resource<RequestView>) -> wasmtime::Result<String> {
+        Ok(self.view(&r)?.source.ip().to_string())
+    }
+    fn source_port(&mut self, r: Resource<RequestView>) -> wasmtime::Result<u16> {
+        Ok(self.view(&r)?.source.port())
+    }
+    fn transport(&mut self, r: Resource<RequestView>) -> wasmtime::Result<WitTransport> {
+        Ok(match self.view(&r)?.transport {
+            viaduct_proxy::Transport::Udp => WitTransport::Udp,
+            viaduct_proxy::Transport::Tcp => WitTransport::Tcp,
+        })
+    }
+    fn header(
+        &mut self,
+        r: Resource<RequestView>,
+        name: String,
+    ) -> wasmtime::Result<Option<String>> {
+        Ok(self.view(&r)?.header(&name))
+    }
+    fn headers(&mut self, r: Resource<RequestView>, name: String) -> wasmtime::Result<Vec<String>> {
+        Ok(self.view(&r)?.headers(&name))
+    }
+    fn body(&mut self, r: Resource<RequestView>) -> wasmtime::Result<Vec<u8>> {
+        Ok(self.view(&r)?.body())
+    }
+    fn set_header(
+        &mut self,
+        r: Resource<RequestView>,
+        name: String,
+        value: String,
+    ) -> wasmtime::Result<()> {
+        if !self.view_mut(&r)?.set_header(name.clone(), value) {
+            tracing::warn!(policy = %self.label, header = %name, "policy tried to set an invalid or protected header");
+        }
+        Ok(())
+    }
+    fn add_header(
+        &mut self,
+        r: Resource<RequestView>,
+        name: String,
+        value: String,
+    ) -> wasmtime::Result<()> {
+        if !self.view_mut(&r)?.add_header(name.clone(), value) {
+            tracing::warn!(policy = %self.label, header = %name, "policy tried to add an invalid or protected header");
+        }
+        Ok(())
+    }
+    fn remove_header(&mut self, r: Resource<RequestView>, name: String) -> wasmtime::Result<()> {
+        self.view_mut(&r)?.remove_header(name);
+        Ok(())
+    }
+    fn set_request_uri(
+        &mut self,
+        r: Resource<RequestView>,
+        uri: String,
+    ) -> wasmtime::Result<Result<(), String>> {
+        Ok(self.view_mut(&r)?.set_request_uri(uri))
+    }
+    fn drop(&mut self, r: Resource<RequestView>) -> wasmtime::Result<()> {
+        // The host owns requests; the guest only ever borrows them.
+        let _ = r;
+        Ok(())
+    }
+}
+
+impl log::Host for State {
+    fn log(&mut self, level: Level, message: String) {
+        let policy = &self.label;
+        match level {
+            Level::Trace => tracing::trace!(%policy, "{message}"),
+            Level::Debug => tracing::debug!(%policy, "{message}"),
+            Level::Info => tracing::info!(%policy, "{message}"),
+            Level::Warn => tracing::warn!(%policy, "{message}"),
+            Level::Error => tracing::error!(%policy, "{message}"),
+        }
+    }
+}
+
+impl metrics::Host for State {
+    fn counter_add(&mut self, name: String, labels: Vec<(String, String)>, value: u64) {
+        self.shared.counters.add(&name, &labels, value);
+    }
+}
+
+impl kv::Host for State {
+    fn get(&mut self, key: String) -> Option<Vec<u8>> {
+        self.shared.kv.get(&key)
+    }
+    fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u32>) {
+        self.shared.kv.set(key, value, ttl_ms);
+    }
+    fn increment(&mut self, key: String, delta: i64, ttl_ms: Option<u32>) -> i64 {
+        self.shared.kv.increment(key, delta, ttl_ms)
+    }
+    fn delete(&mut self, key: String) {
+        self.shared.kv.delete(&key);
+    }
+}
+
+impl clock::Host for State {
+    fn now_ms(&mut self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+    fn random_u64(&mut self) -> u64 {
+        rand::random()
+    }
+}

@@ -1,0 +1,230 @@
+//! The per-worker router that calls the policy.
+//!
+//! Each proxy worker owns one `PolicyRouter`, and it one long-lived instance
+//! per policy version it has served: a call is a store borrow, no
+//! instantiation. After a hot swap the next request instantiates the new
+//! version on this worker; the old instance stays while transactions that
+//! started on it may still call `on-failure`.
+
+use crate::bindings::{Decision as WitDecision, Policy, WitTransport};
+use crate::host::{PolicyHost, Version};
+use crate::request::RequestView;
+use crate::state::State;
+use crate::{describe_trap, FailAction};
+use bytes::Bytes;
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use viaduct_proxy::{Decision, RouteRequest, Router, Target, Transport};
+use wasmtime::component::Resource;
+use wasmtime::Store;
+
+/// Versions kept per worker: the current one and a few older ones whose
+/// transactions may still fail over.
+const KEPT_VERSIONS: usize = 4;
+
+struct Loaded {
+    version: Arc<Version>,
+    /// None after a trap: the next call instantiates afresh.
+    instance: Option<(Store<State>, Policy)>,
+}
+
+/// Headers a caller may not set for itself unless its source is trusted.
+pub const UNTRUSTED_HEADERS: [&str; 2] = ["X-Room-ID", "X-Session-ID"];
+
+/// How instances are used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstanceStrategy {
+    /// One long-lived instance per worker and version (the default; see the crate docs for figures).
+    PerWorker,
+    /// A fresh instance (and `init`) for every call: full isolation between calls.
+    PerCall,
+}
+
+/// A [`Router`] backed by the Wasm policy.
+pub struct PolicyRouter {
+    host: Arc<PolicyHost>,
+    loaded: Vec<Loaded>,
+    trusted: Arc<Vec<(IpAddr, u8)>>,
+    hidden: Vec<String>,
+    strategy: InstanceStrategy,
+}
+
+impl PolicyRouter {
+    /// A router for one worker. `trusted` sources keep their X-Room-ID / X-Session-ID.
+    pub fn new(host: Arc<PolicyHost>, trusted: Arc<Vec<(IpAddr, u8)>>) -> Self {
+        PolicyRouter {
+            host,
+            loaded: Vec::new(),
+            trusted,
+            hidden: UNTRUSTED_HEADERS.iter().map(|s| (*s).to_owned()).collect(),
+            strategy: InstanceStrategy::PerWorker,
+        }
+    }
+
+    /// Changes the instance strategy (for benchmarks and strict isolation).
+    pub fn with_strategy(mut self, strategy: InstanceStrategy) -> Self {
+        self.strategy = strategy;
+        self
+    }
+
+    fn fail(&self, what: &str, version: &Version, err: &str) -> Decision {
+        self.host.stats.failures.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(version = version.id, hash = %version.hash, error = %err, "policy {what} failed; applying the fail action");
+        match self.host.settings.fail_action {
+            FailAction::Reject => Decision::Reject {
+                code: 500,
+                reason: "Server Internal Error".into(),
+                headers: vec![],
+            },
+            FailAction::Relay => Decision::Relay,
+        }
+    }
+
+    /// Index of the loaded entry for `version`, instantiated.
+    fn instance_for(&mut self, version: &Arc<Version>) -> Result<usize, String> {
+        let idx = match self.loaded.iter().position(|l| l.version.id == version.id) {
+            Some(i) => i,
+            None => {
+                if self.loaded.len() >= KEPT_VERSIONS {
+                    // Drop the oldest version that is not the one asked for.
+                    let oldest = (0..self.loaded.len())
+                        .min_by_key(|&i| self.loaded[i].version.id)
+                        .unwrap_or(0);
+                    self.loaded.remove(oldest);
+                }
+                self.loaded.push(Loaded {
+                    version: version.clone(),
+                    instance: None,
+                });
+                self.loaded.len() - 1
+            }
+        };
+        if self.loaded[idx].instance.is_none() || self.strategy == InstanceStrategy::PerCall {
+            self.loaded[idx].instance = Some(self.host.instantiate(version)?);
+        }
+        Ok(idx)
+    }
+
+    fn call(
+        &mut self,
+        version: &Arc<Version>,
+        req: &mut RouteRequest<'_, '_>,
+        failure: Option<u16>,
+    ) -> Decision {
+        let what = if failure.is_some() {
+            "on-failure"
+        } else {
+            "on-request"
+        };
+        let idx = match self.instance_for(version) {
+            Ok(i) => i,
+            Err(e) => return self.fail(what, version, &e),
+        };
+        let hidden: &[String] = if self.is_trusted(req.source.ip()) {
+            &[]
+        } else {
+            &self.hidden
+        };
+        let data = Bytes::copy_from_slice(req.message.bytes());
+        let view = RequestView::new(req.message, data, req.source, req.transport, hidden);
+        let deadline = crate::host::ticks(self.host.settings.deadline);
+        let Some((store, policy)) = self.loaded[idx].instance.as_mut() else {
+            return self.fail(what, version, "no instance");
+        };
+        let own = match store.data_mut().table.push(view) {
+            Ok(r) => r,
+            Err(e) => return self.fail(what, version, &e.to_string()),
+        };
+        let borrow = Resource::<RequestView>::new_borrow(own.rep());
+        store.set_epoch_deadline(deadline);
+        self.host.stats.calls.fetch_add(1, Ordering::Relaxed);
+        let result = match failure {
+            None => policy.call_on_request(&mut *store, borrow),
+            Some(code) => policy.call_on_failure(&mut *store, borrow, code),
+        };
+        let view = store.data_mut().table.delete(own).ok();
+        match result {
+            Ok(d) => {
+                if let Some(view) = view {
+                    req.edits = view.edits;
+                }
+                req.version = version.id;
+                convert(d)
+            }
+            Err(e) => {
+                // A trapped instance may hold broken state: never call it again.
+                self.loaded[idx].instance = None;
+                self.fail(what, version, &describe_trap(&e))
+            }
+        }
+    }
+
+    fn is_trusted(&self, ip: IpAddr) -> bool {
+        self.trusted
+            .iter()
+            .any(|&(net, bits)| crate::cidr_contains(net, bits, ip))
+    }
+}
+
+impl Router for PolicyRouter {
+    fn route(&mut self, req: &mut RouteRequest<'_, '_>) -> Decision {
+        let Some(version) = self.host.current() else {
+            return Decision::Reject {
+                code: 503,
+                reason: "No Policy Loaded".into(),
+                headers: vec![],
+            };
+        };
+        self.call(&version, req, None)
+    }
+
+    fn on_failure(&mut self, req: &mut RouteRequest<'_, '_>, status: u16) -> Decision {
+        // The version that decided, if this worker still has it; else the current one.
+        let version = self
+            .loaded
+            .iter()
+            .find(|l| l.version.id == req.version)
+            .map(|l| l.version.clone())
+            .or_else(|| self.host.current());
+        match version {
+            Some(v) => self.call(&v, req, Some(status)),
+            None => Decision::Continue,
+        }
+    }
+}
+
+fn convert(d: WitDecision) -> Decision {
+    match d {
+        WitDecision::Forward(targets) => Decision::Forward(
+            targets
+                .into_iter()
+                .map(|t| Target {
+                    uri: t.uri,
+                    transport: t.transport.and_then(|t| match t {
+                        WitTransport::Udp => Some(Transport::Udp),
+                        WitTransport::Tcp => Some(Transport::Tcp),
+                        // TLS and WebSocket arrive with the transports issue; until then
+                        // such a target fails like an unreachable one.
+                        _ => None,
+                    }),
+                    timeout: t.timeout_ms.map(|ms| Duration::from_millis(u64::from(ms))),
+                })
+                .collect(),
+        ),
+        WitDecision::Reject(r) => Decision::Reject {
+            code: r.code,
+            reason: r.reason,
+            headers: r
+                .headers
+                .into_iter()
+                .map(|(n, v)| format!("{n}: {v}"))
+                .collect(),
+        },
+        WitDecision::Redirect(c) => Decision::Redirect(c),
+        WitDecision::Relay => Decision::Relay,
+        WitDecision::Drop => Decision::Drop,
+        WitDecision::Continue => Decision::Continue,
+    }
+}

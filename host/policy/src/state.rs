@@ -1,0 +1,61 @@
+//! What each wasmtime `Store` carries, and what all stores share.
+
+use crate::kv::Kv;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use wasmtime::component::ResourceTable;
+use wasmtime::StoreLimits;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// Shared by every instance of every policy version.
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// The `kv` import.
+    pub kv: Kv,
+    /// The `metrics` import.
+    pub counters: Counters,
+}
+
+/// A counter's identity: its name and its labels, sorted.
+pub type CounterKey = (String, Vec<(String, String)>);
+
+/// Policy-defined counters.
+#[derive(Debug, Default)]
+pub struct Counters {
+    values: Mutex<HashMap<CounterKey, u64>>,
+}
+
+impl Counters {
+    /// Adds to a counter.
+    pub fn add(&self, name: &str, labels: &[(String, String)], value: u64) {
+        let mut labels = labels.to_vec();
+        labels.sort();
+        let mut map = self.values.lock().unwrap_or_else(|p| p.into_inner());
+        *map.entry((name.to_owned(), labels)).or_insert(0) += value;
+    }
+
+    /// A snapshot of every counter.
+    pub fn snapshot(&self) -> Vec<(CounterKey, u64)> {
+        let map = self.values.lock().unwrap_or_else(|p| p.into_inner());
+        map.iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
+}
+
+/// The data of one store: one instance of one policy version on one worker.
+pub struct State {
+    pub(crate) table: ResourceTable,
+    pub(crate) wasi: WasiCtx,
+    pub(crate) limits: StoreLimits,
+    pub(crate) shared: Arc<Shared>,
+    /// `name@version` for log lines.
+    pub(crate) label: String,
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! Policy hot reload: the file watcher (notify, debounced), SIGHUP and the
+//! admin endpoint all end in [`Reloader::reload`], which compiles and
+//! validates off the network threads and swaps atomically.
+
+use notify::{RecursiveMode, Watcher};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use viaduct_policy::{PolicyHost, Version};
+
+/// Quiet time after the last file event before reloading: editors and `cp`
+/// write a file in several steps.
+const DEBOUNCE: Duration = Duration::from_millis(250);
+
+/// Serialises reloads.
+pub struct Reloader {
+    pub host: Arc<PolicyHost>,
+    lock: tokio::sync::Mutex<()>,
+}
+
+impl Reloader {
+    pub fn new(host: Arc<PolicyHost>) -> Self {
+        Reloader {
+            host,
+            lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Loads the policy file again; the old version keeps serving on failure.
+    pub async fn reload(&self, trigger: &str) -> Result<Arc<Version>, String> {
+        let _one_at_a_time = self.lock.lock().await;
+        tracing::info!(trigger, "reloading policy");
+        let host = self.host.clone();
+        match tokio::task::spawn_blocking(move || host.reload()).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(e) => Err(format!("reload task failed: {e}")),
+        }
+    }
+}
+
+/// Reloads on SIGHUP.
+pub fn on_sighup(reloader: Arc<Reloader>) -> anyhow::Result<()> {
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            let _ = reloader.reload("SIGHUP").await;
+        }
+    });
+    Ok(())
+}
+
+/// Reloads when the policy file changes. Watches the directory, not the
+/// file, so a file replaced by rename (what `cp` to a temp + `mv` and most
+/// editors do) is still seen.
+pub fn watch(reloader: Arc<Reloader>, file: &Path) -> anyhow::Result<notify::RecommendedWatcher> {
+    let file = std::path::absolute(file)?;
+    let dir = file
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| ".".into());
+    let name = file.file_name().map(|n| n.to_owned());
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(16);
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event {
+            let ours = event.paths.iter().any(|p| p.file_name() == name.as_deref());
+            if ours && !event.kind.is_access() {
+                let _ = tx.try_send(());
+            }
+        }
+    })?;
+    watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+    tokio::spawn(async move {
+        while rx.recv().await.is_some() {
+            // Debounce: wait until the file has been quiet for a moment.
+            loop {
+                match tokio::time::timeout(DEBOUNCE, rx.recv()).await {
+                    Ok(Some(())) => continue,
+                    Ok(None) => return,
+                    Err(_) => break,
+                }
+            }
+            let _ = reloader.reload("file change").await;
+        }
+    });
+    Ok(watcher)
+}
