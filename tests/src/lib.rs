@@ -1,1 +1,191 @@
-//! End-to-end test harness (see tests/README.md).
+//! End-to-end test harness: starts the real `viaduct` binary and drives it
+//! with SIPp (and raw UDP) on 127.0.0.1.
+//!
+//! What it does: finds the release binary ([`viaduct_bin`]), hands out free
+//! loopback ports ([`free_port`]), runs the proxy from a config string with
+//! its log captured ([`Viaduct`]), runs SIPp as a child process and reads its
+//! final counts ([`Sipp`], [`SippRun`]), and sends a raw OPTIONS probe
+//! ([`options_ping`]).
+//!
+//! What it does not do: build the binary (run `cargo build --release -p
+//! viaduct` first, or `./tests/run`), install SIPp, or talk to anything but
+//! 127.0.0.1. Every process it starts is a child stopped by its PID, also
+//! when a test panics (the `Drop` guards).
+//!
+//! See tests/README.md for the SIPp quirks these helpers work around.
+
+mod sipp;
+mod viaduct;
+mod wire;
+
+use std::ffi::OsString;
+use std::fs;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+pub use sipp::{Role, Sipp, SippProcess, SippRun};
+pub use viaduct::Viaduct;
+pub use wire::{header_value, header_values, options_ping, recv_all, status_code};
+
+/// How long [`Viaduct`] waits for its readiness probe to be answered.
+pub const READY_BOUND: Duration = Duration::from_secs(10);
+/// How often the readiness probe is retried.
+pub const PROBE_INTERVAL: Duration = Duration::from_millis(50);
+/// After SIGTERM, how long a `Drop` guard waits before SIGKILL.
+pub const KILL_GRACE: Duration = Duration::from_secs(3);
+/// How long [`Viaduct::stop_gracefully`] waits for the process to exit.
+pub const STOP_BOUND: Duration = Duration::from_secs(10);
+/// SIPp's `-timeout` unless a test sets another.
+pub const SIPP_TIMEOUT: Duration = Duration::from_secs(60);
+
+const LOCALHOST: Ipv4Addr = Ipv4Addr::LOCALHOST;
+
+/// The workspace root (the parent of this crate's directory).
+pub fn workspace_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+/// A scenario file in `tests/scenarios/`.
+pub fn scenario_path(file: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scenarios")
+        .join(file);
+    assert!(path.is_file(), "no scenario {}", path.display());
+    path
+}
+
+/// The binary under test: `$VIADUCT_BIN` (relative paths are taken from the
+/// workspace root) or `<workspace>/target/release/viaduct`. Panics when it
+/// does not exist: the tests never build it themselves.
+pub fn viaduct_bin() -> PathBuf {
+    let path = match std::env::var_os("VIADUCT_BIN") {
+        Some(p) if !p.is_empty() => workspace_root().join(PathBuf::from(p)),
+        _ => workspace_root().join("target/release/viaduct"),
+    };
+    assert!(
+        path.is_file(),
+        "viaduct binary not found at {}: build it first: cargo build --release -p viaduct \
+         (or point VIADUCT_BIN at it)",
+        path.display()
+    );
+    path
+}
+
+/// The SIPp executable: `$SIPP_BIN` or `sipp` on the PATH. Panics with the
+/// install hint when it is missing (a missing peer fails, it never skips).
+pub fn sipp_bin() -> OsString {
+    let bin = std::env::var_os("SIPP_BIN")
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| OsString::from("sipp"));
+    let found = Command::new(&bin)
+        .arg("-v")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    assert!(
+        found,
+        "SIPp not found ({}): install it with `apt-get install -y sip-tester` (./tests/run does)",
+        bin.to_string_lossy()
+    );
+    bin
+}
+
+/// Ports already handed out by this test process, so that tests running in
+/// parallel never get the same one.
+static HANDED_OUT: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+
+/// A port on 127.0.0.1 that is free for both UDP and TCP right now and has
+/// not been handed out before in this process.
+pub fn free_port() -> u16 {
+    for _ in 0..500 {
+        let Ok(udp) = UdpSocket::bind((LOCALHOST, 0)) else {
+            continue;
+        };
+        let Ok(addr) = udp.local_addr() else {
+            continue;
+        };
+        let port = addr.port();
+        if TcpListener::bind((LOCALHOST, port)).is_err() {
+            continue;
+        }
+        let mut handed = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+        if !handed.contains(&port) {
+            handed.push(port);
+            return port;
+        }
+    }
+    panic!("no free UDP+TCP port on 127.0.0.1 after 500 tries");
+}
+
+/// Same as [`free_port`] (the port is free for TCP too).
+pub fn free_udp_port() -> u16 {
+    free_port()
+}
+
+/// `127.0.0.1:port`.
+pub fn local(port: u16) -> SocketAddr {
+    SocketAddr::from((LOCALHOST, port))
+}
+
+/// The last `n` lines of a file, or a note that it cannot be read.
+pub fn tail(path: &Path, n: usize) -> String {
+    match fs::read(path) {
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
+            let lines: Vec<&str> = text.lines().collect();
+            lines[lines.len().saturating_sub(n)..].join("\n")
+        }
+        Err(e) => format!("({}: {e})", path.display()),
+    }
+}
+
+pub(crate) fn signal(child: &Child, sig: Signal) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        let _ = kill(Pid::from_raw(pid), sig);
+    }
+}
+
+/// Waits for the child to exit, polling, for at most `bound`.
+pub(crate) fn wait_bounded(child: &mut Child, bound: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + bound;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+            _ => return None,
+        }
+    }
+}
+
+/// SIGTERM, then SIGKILL after [`KILL_GRACE`]: the `Drop` path.
+pub(crate) fn terminate(child: &mut Child) {
+    if matches!(child.try_wait(), Ok(None)) {
+        signal(child, Signal::SIGTERM);
+        if wait_bounded(child, KILL_GRACE).is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_ports_are_distinct() {
+        let a = free_port();
+        let b = free_port();
+        assert_ne!(a, b);
+    }
+}

@@ -41,6 +41,15 @@ pub(crate) fn request_hash(msg: &Message<'_>) -> u64 {
     h.0
 }
 
+/// What a request and the ACK of its answer share: Call-ID, From tag, CSeq number.
+pub(crate) fn dialog_hash(msg: &Message<'_>) -> u64 {
+    let mut h = Fnv::new();
+    h.write(msg.call_id().unwrap_or_default());
+    h.write(msg.from().and_then(|f| f.tag()).unwrap_or_default());
+    h.write(&msg.cseq().map(|c| c.seq).unwrap_or(0).to_le_bytes());
+    h.0
+}
+
 /// The hash for a request forwarded without a transaction (ACK for 2xx, CANCEL
 /// with no context): also covers the previous hop's branch so retransmissions
 /// get the same branch and distinct ACKs do not.

@@ -37,8 +37,18 @@ pub fn reason_phrase(code: u16) -> &'static str {
 impl Proxy {
     /// The To tag for answers this proxy generates to `msg`: stable for the
     /// request, so a retransmitted request gets the same answer.
+    ///
+    /// It covers only what the ACK of that answer repeats (Call-ID, From tag,
+    /// CSeq number), so the ACK can be recognised and absorbed without any
+    /// state (RFC 3261 §16.11; Kamailio's sl module does the same).
     pub(super) fn local_tag(&self, msg: &Message<'_>) -> String {
-        format!("vd{:x}", self.tag_seed ^ super::branch::request_hash(msg))
+        format!("vd{:x}", self.tag_seed ^ super::branch::dialog_hash(msg))
+    }
+
+    /// True for the ACK of a non-2xx answer this proxy generated itself.
+    pub(super) fn is_ack_of_local_answer(&self, msg: &Message<'_>) -> bool {
+        let tag = msg.to().and_then(|t| t.tag()).unwrap_or_default();
+        tag.starts_with(b"vd") && tag == self.local_tag(msg).as_bytes()
     }
 
     /// Builds a response to `msg`; `extra` are header lines without CRLF.
@@ -86,6 +96,7 @@ impl Proxy {
         if code >= 300 {
             self.stats.local_failures += 1;
         }
+        tracing::debug!(source = %inc.source, code, reason, "answering without forwarding");
         let data = self.build_response(msg, inc.source, code, reason, extra);
         let dest = msg
             .top_via()

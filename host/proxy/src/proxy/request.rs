@@ -47,6 +47,11 @@ impl Proxy {
             return;
         }
         match method {
+            // The ACK of a 483/404/... we answered without a transaction stays here.
+            Method::Ack if self.is_ack_of_local_answer(msg) => {
+                tracing::debug!(source = %inc.source, "ACK of our own answer absorbed");
+                return;
+            }
             // ACK for a 2xx: its own transaction end to end (§16.11 forwards it without state).
             Method::Ack => return self.forward_stateless(msg, inc),
             Method::Cancel => return self.cancel(now, msg, inc),
@@ -549,6 +554,7 @@ impl Proxy {
             out.addr
         );
         let data = forwarded_request(msg, inc.source, &plan, &head);
+        tracing::debug!(to = %dest, "forwarding without a transaction:\n{}", String::from_utf8_lossy(&data));
         self.send(data, dest, transport, None);
     }
 }

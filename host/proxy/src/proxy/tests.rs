@@ -792,3 +792,26 @@ fn on_failure_sees_every_failure_and_its_answer_goes_out_as_is() {
     ));
     assert_eq!(answer.header_value_by_name("Retry-After"), Some(&b"30"[..]));
 }
+
+#[test]
+fn ack_of_a_local_answer_is_absorbed() {
+    let mut h = Harness::relay();
+    let mut inv = invite("z9hG4bKmf");
+    inv.headers.retain(|l| !l.starts_with("Max-Forwards"));
+    inv.headers.push("Max-Forwards: 0".into());
+    let out = h.feed(UAC, inv.bytes());
+    assert_eq!(sigs(&out), [sig("483", UAC)]);
+    let answer = Message::parse(&out[0].data, Framing::Datagram).unwrap();
+    let tag = String::from_utf8(answer.to().unwrap().tag().unwrap().to_vec()).unwrap();
+    let out = h.feed(
+        UAC,
+        Msg::request("ACK", BOB, "z9hG4bKmf", 1)
+            .with_to_tag(&tag)
+            .bytes(),
+    );
+    assert!(
+        out.is_empty(),
+        "the ACK of our own 483 must not be forwarded: {:?}",
+        sigs(&out)
+    );
+}
