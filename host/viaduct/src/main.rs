@@ -100,8 +100,10 @@ fn run(cli: Cli) -> Result<()> {
             .unwrap_or(1),
         n => n,
     };
+    // This runtime carries TCP, the admin port, signals and reloads; each
+    // proxy worker has its own thread and single-threaded runtime.
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
+        .worker_threads(1)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
@@ -112,19 +114,23 @@ async fn serve(config: Config, workers: usize) -> Result<()> {
     let listen: Vec<ListenAddr> = config.listeners()?;
     let (dispatcher, receivers) = worker::channels(workers);
     let connections = Arc::new(transport::Connections::default());
-    let mut udp = Vec::new();
+    // One SO_REUSEPORT socket per worker and UDP listener; worker 0 binds
+    // first so a port 0 resolves once and the others join it.
+    let mut udp: Vec<Vec<std::net::UdpSocket>> = (0..workers).map(|_| Vec::new()).collect();
     let mut listeners = Vec::new();
     for l in &listen {
         match l.transport {
             Transport::Udp => {
-                let socket = Arc::new(transport::bind_udp(l.addr, config.server.socket_buffer)?);
-                let local = socket.local_addr()?;
+                let first = transport::bind_udp(l.addr, config.server.socket_buffer)?;
+                let local = first.local_addr()?;
+                udp[0].push(first);
+                for sockets in udp.iter_mut().skip(1) {
+                    sockets.push(transport::bind_udp(local, config.server.socket_buffer)?);
+                }
                 listeners.push(Listener {
                     transport: Transport::Udp,
                     addr: local,
                 });
-                udp.push((local, socket.clone()));
-                tokio::spawn(transport::udp_receive(socket, dispatcher.clone()));
                 tracing::info!("listening on udp:{local}");
             }
             Transport::Tcp => {
@@ -144,12 +150,6 @@ async fn serve(config: Config, workers: usize) -> Result<()> {
             }
         }
     }
-    let out = Arc::new(transport::Outbound::new(
-        udp,
-        connections,
-        dispatcher.clone(),
-        config.server.max_message_size,
-    ));
     let status = Arc::new(worker::WorkerStatus {
         draining: Default::default(),
         pending: (0..workers).map(|_| AtomicUsize::new(0)).collect(),
@@ -172,7 +172,7 @@ async fn serve(config: Config, workers: usize) -> Result<()> {
         None => None,
     };
     let trusted = Arc::new(config.trusted_sources());
-    for (i, rx) in receivers.into_iter().enumerate() {
+    for ((index, rx), udp) in receivers.into_iter().enumerate().zip(udp) {
         let router: Box<dyn viaduct_proxy::Router> = match &reloader {
             Some(r) => Box::new(viaduct_policy::PolicyRouter::new(
                 r.host.clone(),
@@ -180,8 +180,31 @@ async fn serve(config: Config, workers: usize) -> Result<()> {
             )),
             None => Box::new(StaticRouter::new(config.targets())),
         };
-        let proxy = Proxy::new(proxy_config.clone(), router);
-        tokio::spawn(worker::run(i, proxy, rx, out.clone(), status.clone()));
+        let w = worker::Worker {
+            index,
+            proxy: Proxy::new(proxy_config.clone(), router),
+            udp,
+            rx,
+            dispatcher: dispatcher.clone(),
+            connections: connections.clone(),
+            status: status.clone(),
+            max_message: config.server.max_message_size,
+        };
+        std::thread::Builder::new()
+            .name(format!("worker-{index}"))
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build();
+                let result = match runtime {
+                    Ok(rt) => rt.block_on(worker::run(w)),
+                    Err(e) => Err(e.into()),
+                };
+                if let Err(e) = result {
+                    tracing::error!(worker = index, error = %e, "worker stopped");
+                    std::process::exit(1);
+                }
+            })?;
     }
     let _watcher = match &reloader {
         Some(r) => {

@@ -15,15 +15,16 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 use viaduct_proxy::{FlowId, Incoming, Transmit, Transport};
 
-/// Largest UDP datagram we read.
-const MAX_DATAGRAM: usize = 65535;
 /// Messages queued for one TCP connection before sends to it are dropped.
 const CONNECTION_QUEUE: usize = 1024;
 
-/// A UDP socket bound with large buffers and SO_REUSEADDR.
-pub fn bind_udp(addr: SocketAddr, buffer: usize) -> Result<UdpSocket> {
+/// A UDP socket with large buffers and SO_REUSEPORT, so every worker can
+/// bind its own socket to the listen address and the kernel spreads
+/// datagrams over them. Blocking mode off; wrap it in the worker's runtime.
+pub fn bind_udp(addr: SocketAddr, buffer: usize) -> Result<std::net::UdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
@@ -34,7 +35,7 @@ pub fn bind_udp(addr: SocketAddr, buffer: usize) -> Result<UdpSocket> {
     socket
         .bind(&addr.into())
         .with_context(|| format!("binding udp:{addr}"))?;
-    Ok(UdpSocket::from_std(socket.into())?)
+    Ok(socket.into())
 }
 
 /// A TCP listener with SO_REUSEADDR.
@@ -50,26 +51,6 @@ pub fn bind_tcp(addr: SocketAddr) -> Result<TcpListener> {
         .with_context(|| format!("binding tcp:{addr}"))?;
     socket.listen(1024)?;
     Ok(TcpListener::from_std(socket.into())?)
-}
-
-/// Receives datagrams and hands them to the worker owning their Call-ID.
-pub async fn udp_receive(socket: Arc<UdpSocket>, dispatcher: Arc<Dispatcher>) {
-    let mut buf = vec![0u8; MAX_DATAGRAM];
-    loop {
-        match socket.recv_from(&mut buf).await {
-            Ok((n, source)) => {
-                let data = Bytes::copy_from_slice(&buf[..n]);
-                dispatcher.dispatch(Incoming {
-                    data,
-                    source,
-                    transport: Transport::Udp,
-                    flow: None,
-                });
-            }
-            // ICMP errors surface here on some systems; they concern one peer, not the socket.
-            Err(e) => tracing::debug!(error = %e, "udp receive error"),
-        }
-    }
 }
 
 /// Open stream connections, by id and by remote address, for replies and reuse.
@@ -111,7 +92,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Where messages leave: one UDP socket per listener, TCP connections by flow or peer.
+/// Where one worker's messages leave: its own UDP socket per listener, the
+/// shared TCP connections by flow or peer.
 pub struct Outbound {
     udp: Vec<(SocketAddr, Arc<UdpSocket>)>,
     connections: Arc<Connections>,
@@ -148,7 +130,14 @@ impl Outbound {
                     tracing::warn!(to = %t.destination, "no UDP listener to send from");
                     return;
                 };
-                if let Err(e) = socket.send_to(&t.data, t.destination).await {
+                // Most sends complete at once; wait for room only when the socket buffer is full.
+                let sent = match socket.try_send_to(&t.data, t.destination) {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        socket.send_to(&t.data, t.destination).await
+                    }
+                    other => other,
+                };
+                if let Err(e) = sent {
                     tracing::debug!(to = %t.destination, error = %e, "udp send failed");
                 }
             }

@@ -1,18 +1,32 @@
 //! Proxy workers: each owns one sans-IO [`Proxy`] and its share of the
-//! transactions. Messages are sharded by Call-ID, so every message of a
-//! dialog is handled by one worker, in arrival order, without locks.
+//! transactions, on its own thread with a single-threaded runtime. Messages
+//! are sharded by Call-ID, so every message of a dialog is handled by one
+//! worker, in arrival order, without locks.
+//!
+//! Every worker binds its own SO_REUSEPORT socket per UDP listener and reads
+//! it directly: a datagram costs no task hand-off when the kernel delivered
+//! it to its owner (always, with one worker). Datagrams for another worker's
+//! Call-ID, and messages from TCP connections, arrive through a channel.
 
-use crate::transport::Outbound;
+use crate::transport::{Connections, Outbound};
+use std::future::poll_fn;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Instant;
+use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
-use viaduct_proxy::{Incoming, Proxy};
+use viaduct_proxy::{Incoming, Proxy, Transport};
 
 /// Messages queued per worker before new ones are dropped (and counted).
 const WORKER_QUEUE: usize = 8192;
+/// Datagrams read from one socket before looking at the others.
+const BATCH: usize = 64;
+/// Largest UDP datagram.
+const MAX_DATAGRAM: usize = 65535;
 
-/// Routes received messages to workers.
+/// Hands messages to the worker owning their Call-ID.
 pub struct Dispatcher {
     workers: Vec<mpsc::Sender<Incoming>>,
     /// Messages dropped because a worker queue was full.
@@ -20,15 +34,20 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    /// Hands a message to the worker owning its Call-ID.
-    pub fn dispatch(&self, incoming: Incoming) {
-        let shard = shard_of(&incoming.data, self.workers.len());
+    /// Sends a message to worker `shard`; drops it (counted, logged now and then) when the queue is full.
+    pub fn send(&self, shard: usize, incoming: Incoming) {
         if self.workers[shard].try_send(incoming).is_err() {
             let n = self.overflow.fetch_add(1, Ordering::Relaxed);
             if n.is_power_of_two() {
                 tracing::warn!(dropped = n + 1, "worker queue full: messages dropped");
             }
         }
+    }
+
+    /// Sends a message to the worker owning its Call-ID.
+    pub fn dispatch(&self, incoming: Incoming) {
+        let shard = shard_of(&incoming.data, self.workers.len());
+        self.send(shard, incoming);
     }
 }
 
@@ -53,45 +72,127 @@ pub fn channels(n: usize) -> (Arc<Dispatcher>, Vec<mpsc::Receiver<Incoming>>) {
     )
 }
 
-/// Runs one worker until its channel closes.
-pub async fn run(
-    index: usize,
-    mut proxy: Proxy,
-    mut rx: mpsc::Receiver<Incoming>,
-    out: Arc<Outbound>,
-    status: Arc<WorkerStatus>,
-) {
+/// One worker's inputs and outputs.
+pub struct Worker {
+    pub index: usize,
+    pub proxy: Proxy,
+    /// This worker's own sockets, one per UDP listener (std sockets, wrapped in `run`).
+    pub udp: Vec<std::net::UdpSocket>,
+    pub rx: mpsc::Receiver<Incoming>,
+    pub dispatcher: Arc<Dispatcher>,
+    pub connections: Arc<Connections>,
+    pub status: Arc<WorkerStatus>,
+    pub max_message: usize,
+}
+
+/// Runs a worker on the current (single-threaded) runtime until its channel closes.
+pub async fn run(w: Worker) -> anyhow::Result<()> {
+    let Worker {
+        index,
+        mut proxy,
+        udp,
+        mut rx,
+        dispatcher,
+        connections,
+        status,
+        max_message,
+    } = w;
+    let mut sockets: Vec<(SocketAddr, Arc<UdpSocket>)> = Vec::new();
+    for s in udp {
+        let s = UdpSocket::from_std(s)?;
+        sockets.push((s.local_addr()?, Arc::new(s)));
+    }
+    let out = Outbound::new(
+        sockets.clone(),
+        connections,
+        dispatcher.clone(),
+        max_message,
+    );
+    let shards = status.pending.len();
+    let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut draining = false;
+    let sleep = tokio::time::sleep_until(tokio::time::Instant::now());
+    tokio::pin!(sleep);
     loop {
-        let deadline = proxy.poll_timeout();
-        tokio::select! {
-            biased;
-            msg = rx.recv() => match msg {
-                Some(incoming) => proxy.handle_incoming(Instant::now(), incoming),
-                None => break,
-            },
-            _ = sleep_until(deadline), if deadline.is_some() => {}
-            // Wake up now and then to notice a drain request.
-            _ = tokio::time::sleep(std::time::Duration::from_millis(200)), if !draining => {}
+        if !draining && status.draining.load(Ordering::Relaxed) {
+            draining = true;
+            proxy.set_draining(true);
+        }
+        // Take everything that is ready, then act on it, then wait.
+        let mut progressed = false;
+        for (_, socket) in &sockets {
+            for _ in 0..BATCH {
+                match socket.try_recv_from(&mut buf) {
+                    Ok((n, source)) => {
+                        progressed = true;
+                        let data = bytes::Bytes::copy_from_slice(&buf[..n]);
+                        let incoming = Incoming {
+                            data,
+                            source,
+                            transport: Transport::Udp,
+                            flow: None,
+                        };
+                        let shard = shard_of(&incoming.data, shards);
+                        if shard == index {
+                            proxy.handle_incoming(Instant::now(), incoming);
+                        } else {
+                            dispatcher.send(shard, incoming);
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    // ICMP errors surface here; they concern one peer, not the socket.
+                    Err(e) => {
+                        tracing::debug!(error = %e, "udp receive error");
+                        break;
+                    }
+                }
+            }
+        }
+        while let Ok(incoming) = rx.try_recv() {
+            progressed = true;
+            proxy.handle_incoming(Instant::now(), incoming);
         }
         proxy.handle_timeout(Instant::now());
         while let Some(t) = proxy.poll_transmit() {
             out.send(t).await;
         }
-        if !draining && status.draining.load(Ordering::Relaxed) {
-            draining = true;
-            proxy.set_draining(true);
-        }
         if draining {
             status.pending[index].store(proxy.pending_requests(), Ordering::Relaxed);
+        }
+        if progressed {
+            continue;
+        }
+        let deadline = proxy.poll_timeout();
+        if let Some(at) = deadline {
+            let at = tokio::time::Instant::from_std(at);
+            if sleep.deadline() != at {
+                sleep.as_mut().reset(at);
+            }
+        }
+        tokio::select! {
+            _ = readable(&sockets) => {}
+            msg = rx.recv() => match msg {
+                Some(incoming) => proxy.handle_incoming(Instant::now(), incoming),
+                None => return Ok(()),
+            },
+            _ = &mut sleep, if deadline.is_some() => {}
+            // Idle workers look at the drain flag now and then.
+            _ = tokio::time::sleep(std::time::Duration::from_millis(250)), if !draining && deadline.is_none() => {}
         }
     }
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
-    if let Some(at) = deadline {
-        tokio::time::sleep_until(at.into()).await;
-    }
+/// Resolves when any of the sockets has a datagram to read.
+async fn readable(sockets: &[(SocketAddr, Arc<UdpSocket>)]) {
+    poll_fn(|cx| {
+        for (_, s) in sockets {
+            if s.poll_recv_ready(cx).is_ready() {
+                return Poll::Ready(());
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// Which of `n` workers owns a message: FNV-1a of its Call-ID, or of the
