@@ -110,15 +110,11 @@ impl Proxy {
             .routes
             .as_ref()
             .map_or(!routes.is_empty(), |r| !r.is_empty());
-        if is_self && !route_left {
-            // Addressed to the proxy itself: answer OPTIONS (keep-alive probes, like
-            // Kamailio's `uri == myself` check), refuse the rest.
-            let code = if method == Method::Options && !in_dialog {
-                200
-            } else {
-                404
-            };
-            return self.respond_stateless(msg, inc, code, reason_phrase(code), &[]);
+        if is_self && !route_left && method == Method::Options && ruri.user.is_none() && !in_dialog {
+            // A keep-alive probe for the proxy itself (Kamailio's `uri == myself` check).
+            // Anything else addressed to us (`sip:room-42@proxy`) goes to the router;
+            // relaying it would loop, so plain relaying answers 404 below.
+            return self.respond_stateless(msg, inc, 200, reason_phrase(200), &[]);
         }
 
         if self.draining && !in_dialog {

@@ -815,3 +815,15 @@ fn ack_of_a_local_answer_is_absorbed() {
         sigs(&out)
     );
 }
+
+#[test]
+fn requests_to_the_proxy_itself_go_to_the_router() {
+    // sip:room-42@<proxy>: the voice-AI front door case; the router decides.
+    let mut h = Harness::new(TestRouter(Some(Decision::Forward(vec![Target::new(format!("sip:{UAS}"))]))));
+    let out = h.feed(UAC, Msg::request("INVITE", &format!("sip:room-42@{PROXY}"), "z9hG4bKself", 1).bytes());
+    assert_eq!(sigs(&out), [sig("100", UAC), sig("INVITE", UAS)]);
+    // With plain relaying there is nowhere to send it: 404, not a loop.
+    let mut h = Harness::relay();
+    let out = h.feed(UAC, Msg::request("INVITE", &format!("sip:room-42@{PROXY}"), "z9hG4bKself", 1).bytes());
+    assert_eq!(sigs(&out), [sig("404", UAC)]);
+}
