@@ -140,6 +140,9 @@ struct ClientEntry {
     /// Index of the branch in that context.
     branch: usize,
     destination: (SocketAddr, Transport),
+    /// The request as sent (shared with the transaction): the ACK for a
+    /// non-2xx is built from it, even after the response context is gone.
+    request: Bytes,
     armed: Option<Instant>,
     /// After our CANCEL: when to destroy this INVITE transaction if no final
     /// answer came (RFC 3261 §9.1), even when its response context is gone.
@@ -386,6 +389,17 @@ impl Proxy {
         match &mut entry.tx {
             ServerTx::Invite(tx) => tx.send_response(now, status, data),
             ServerTx::NonInvite(tx) => tx.send_response(now, status, data),
+        }
+        // Once the answer is final and no branch is pending, the response
+        // context (the request, its branches) has no further use: the
+        // transactions live on for retransmissions (up to 64*T1) without it,
+        // and late 2xx are forwarded along the Via (§16.7 step 9).
+        if entry
+            .ctx
+            .as_ref()
+            .is_some_and(|c| c.final_sent && !c.pending())
+        {
+            entry.ctx = None;
         }
         self.drain_server(id);
     }

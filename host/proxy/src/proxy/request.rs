@@ -110,7 +110,8 @@ impl Proxy {
             .routes
             .as_ref()
             .map_or(!routes.is_empty(), |r| !r.is_empty());
-        if is_self && !route_left && method == Method::Options && ruri.user.is_none() && !in_dialog {
+        if is_self && !route_left && method == Method::Options && ruri.user.is_none() && !in_dialog
+        {
             // A keep-alive probe for the proxy itself (Kamailio's `uri == myself` check).
             // Anything else addressed to us (`sip:room-42@proxy`) goes to the router;
             // relaying it would loop, so plain relaying answers 404 below.
@@ -327,7 +328,8 @@ impl Proxy {
             self.timers.push(deadline, super::TimerKey::Client(invite));
         }
         let client = self.alloc_id();
-        let tx = NonInviteClient::new(now, timers, Bytes::from(out), destination.1.is_reliable());
+        let cancel = Bytes::from(out);
+        let tx = NonInviteClient::new(now, timers, cancel.clone(), destination.1.is_reliable());
         let key = (id_bytes, true);
         self.clients.insert(
             client,
@@ -337,6 +339,7 @@ impl Proxy {
                 server,
                 branch: b,
                 destination,
+                request: cancel,
                 armed: None,
                 give_up: None,
             },
@@ -477,7 +480,7 @@ impl Proxy {
         if let Some(ctx) = self.servers.get_mut(&server).and_then(|e| e.ctx.as_mut()) {
             ctx.branches.push(Branch {
                 id: key.0.clone(),
-                request: forwarded,
+                request: forwarded.clone(),
                 destination,
                 client: Some(client),
                 provisional: false,
@@ -498,6 +501,7 @@ impl Proxy {
                 server,
                 branch: n,
                 destination,
+                request: forwarded,
                 armed: None,
                 give_up: None,
             },

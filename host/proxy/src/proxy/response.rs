@@ -46,16 +46,9 @@ impl Proxy {
             return;
         };
         let (server, b) = (entry.server, entry.branch);
+        let request = entry.request.clone();
         let pass_up = match &mut entry.tx {
-            ClientTx::Invite(tx) => {
-                let request = self
-                    .servers
-                    .get(&server)
-                    .and_then(|e| e.ctx.as_ref())
-                    .and_then(|c| c.branches.get(b))
-                    .map(|br| br.request.clone());
-                tx.handle_response(now, code, || ack_for(request.as_deref(), msg))
-            }
+            ClientTx::Invite(tx) => tx.handle_response(now, code, || ack_for(&request, msg)),
             ClientTx::NonInvite(tx) => tx.handle_response(now, code),
         };
         self.drain_client(now, client);
@@ -374,9 +367,9 @@ fn strip_top_via(msg: &Message<'_>) -> Bytes {
     Bytes::from(e.finish(msg.len()))
 }
 
-fn ack_for(request: Option<&[u8]>, resp: &Message<'_>) -> Bytes {
+fn ack_for(request: &[u8], resp: &Message<'_>) -> Bytes {
     let mut out = Vec::with_capacity(512);
-    if let Some(req) = request.and_then(|r| Message::parse(r, Framing::Datagram).ok()) {
+    if let Ok(req) = Message::parse(request, Framing::Datagram) {
         build::ack_for(&req, resp, &mut out);
     }
     Bytes::from(out)

@@ -739,6 +739,9 @@ fn a_finished_call_leaves_no_state() {
     passes_up(&mut h, reply(&bye[0], 200, None, &[]));
     assert_eq!(h.proxy.pending_requests(), 0);
     assert_ne!(h.proxy.transactions(), (0, 0));
+    // Answered: the transactions wait out their timers, but the response
+    // contexts (requests, branches) are already gone.
+    assert!(h.proxy.servers.values().all(|e| e.ctx.is_none()));
     h.advance(Duration::from_secs(32) + ms(100));
     assert_eq!(h.proxy.transactions(), (0, 0));
     assert_eq!(h.proxy.pending_requests(), 0);
@@ -819,11 +822,19 @@ fn ack_of_a_local_answer_is_absorbed() {
 #[test]
 fn requests_to_the_proxy_itself_go_to_the_router() {
     // sip:room-42@<proxy>: the voice-AI front door case; the router decides.
-    let mut h = Harness::new(TestRouter(Some(Decision::Forward(vec![Target::new(format!("sip:{UAS}"))]))));
-    let out = h.feed(UAC, Msg::request("INVITE", &format!("sip:room-42@{PROXY}"), "z9hG4bKself", 1).bytes());
+    let mut h = Harness::new(TestRouter(Some(Decision::Forward(vec![Target::new(
+        format!("sip:{UAS}"),
+    )]))));
+    let out = h.feed(
+        UAC,
+        Msg::request("INVITE", &format!("sip:room-42@{PROXY}"), "z9hG4bKself", 1).bytes(),
+    );
     assert_eq!(sigs(&out), [sig("100", UAC), sig("INVITE", UAS)]);
     // With plain relaying there is nowhere to send it: 404, not a loop.
     let mut h = Harness::relay();
-    let out = h.feed(UAC, Msg::request("INVITE", &format!("sip:room-42@{PROXY}"), "z9hG4bKself", 1).bytes());
+    let out = h.feed(
+        UAC,
+        Msg::request("INVITE", &format!("sip:room-42@{PROXY}"), "z9hG4bKself", 1).bytes(),
+    );
     assert_eq!(sigs(&out), [sig("404", UAC)]);
 }
