@@ -7,21 +7,8 @@
 
 use bytes::Bytes;
 use std::net::SocketAddr;
-use viaduct_proxy::{RequestEdits, Transport};
+use viaduct_proxy::{RequestEdits, Transport, PROTECTED_HEADERS};
 use viaduct_sip::{HeaderField, HeaderName, Message};
-
-/// Headers a policy may not remove or replace (the proxy core relies on them).
-const PROTECTED: &[HeaderName] = &[
-    HeaderName::Via,
-    HeaderName::From,
-    HeaderName::To,
-    HeaderName::CallId,
-    HeaderName::CSeq,
-    HeaderName::MaxForwards,
-    HeaderName::Route,
-    HeaderName::RecordRoute,
-    HeaderName::ContentLength,
-];
 
 /// The host side of the WIT `request` resource.
 #[derive(Debug)]
@@ -178,7 +165,7 @@ impl RequestView {
     /// Appends a header line; refuses names and values that would break the message.
     pub fn add_header(&mut self, name: String, value: String) -> bool {
         if !valid_header(&name, &value)
-            || PROTECTED.contains(&HeaderName::from_bytes(name.as_bytes()))
+            || PROTECTED_HEADERS.contains(&HeaderName::from_bytes(name.as_bytes()))
         {
             return false;
         }
@@ -189,7 +176,7 @@ impl RequestView {
     /// Removes every line of a header (protected ones stay).
     pub fn remove_header(&mut self, name: String) {
         let wanted = HeaderName::from_bytes(name.as_bytes());
-        if PROTECTED.contains(&wanted) {
+        if PROTECTED_HEADERS.contains(&wanted) {
             return;
         }
         self.edits.add.retain(|(n, _)| !same_name(n, &name, wanted));
@@ -206,7 +193,7 @@ impl RequestView {
     /// Replaces a header with one line.
     pub fn set_header(&mut self, name: String, value: String) -> bool {
         if !valid_header(&name, &value)
-            || PROTECTED.contains(&HeaderName::from_bytes(name.as_bytes()))
+            || PROTECTED_HEADERS.contains(&HeaderName::from_bytes(name.as_bytes()))
         {
             return false;
         }

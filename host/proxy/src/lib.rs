@@ -10,4 +10,7 @@ pub mod router;
 pub mod transaction;
 
 pub use proxy::{FlowId, Incoming, Listener, Proxy, ProxyConfig, Stats, Transmit};
-pub use router::{Decision, RequestEdits, RouteRequest, Router, StaticRouter, Target, Transport};
+pub use router::{
+    Decision, RequestEdits, RouteRequest, Router, StaticRouter, Target, Transport,
+    PROTECTED_HEADERS,
+};

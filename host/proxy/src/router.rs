@@ -9,7 +9,21 @@
 
 use std::net::SocketAddr;
 use std::time::Duration;
-use viaduct_sip::Message;
+use viaduct_sip::{HeaderName, Message};
+
+/// Headers a router may not add, replace or remove: the proxy core and the
+/// transaction layer depend on them (RFC 3261 §16.6 edits them itself).
+pub const PROTECTED_HEADERS: &[HeaderName] = &[
+    HeaderName::Via,
+    HeaderName::From,
+    HeaderName::To,
+    HeaderName::CallId,
+    HeaderName::CSeq,
+    HeaderName::MaxForwards,
+    HeaderName::Route,
+    HeaderName::RecordRoute,
+    HeaderName::ContentLength,
+];
 
 /// A transport protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

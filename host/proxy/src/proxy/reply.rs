@@ -34,6 +34,15 @@ pub fn reason_phrase(code: u16) -> &'static str {
     }
 }
 
+/// A router's answer code: a final non-2xx status, or 500 for anything else.
+pub(super) fn final_code(code: u16) -> u16 {
+    if (300..=699).contains(&code) {
+        code
+    } else {
+        500
+    }
+}
+
 impl Proxy {
     /// The To tag for answers this proxy generates to `msg`: stable for the
     /// request, so a retransmitted request gets the same answer.

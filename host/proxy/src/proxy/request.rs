@@ -12,19 +12,6 @@ use std::io::Write;
 use std::time::Instant;
 use viaduct_sip::{build, Editor, HeaderName, Message, Method, NameAddr, Scheme};
 
-/// Headers a router may not remove: the proxy and the transaction layer depend on them.
-const PROTECTED: &[HeaderName] = &[
-    HeaderName::Via,
-    HeaderName::From,
-    HeaderName::To,
-    HeaderName::CallId,
-    HeaderName::CSeq,
-    HeaderName::MaxForwards,
-    HeaderName::Route,
-    HeaderName::RecordRoute,
-    HeaderName::ContentLength,
-];
-
 /// The Max-Forwards we add when a request has none (RFC 3261 §16.6 step 3).
 const DEFAULT_MAX_FORWARDS: u8 = 70;
 
@@ -84,32 +71,14 @@ impl Proxy {
         }
 
         // §16.4 Route information pre-processing.
-        let mut plan = Plan::default();
-        let mut routes: Vec<NameAddr<'_>> = msg.routes().collect();
-        let mut ruri_text: Option<String> = None;
-        if self.is_ours(ruri.host, ruri.port) && !routes.is_empty() {
-            // The previous hop is a strict router: our Record-Route URI came back as the
-            // Request-URI and the real one is the last Route value.
-            if let Some(last) = routes.pop() {
-                ruri_text = Some(last.uri.raw.to_owned());
-            }
-            plan.routes = Some(Vec::new());
-        }
-        let ours = routes
-            .iter()
-            .take_while(|r| self.is_ours(r.uri.host, r.uri.port))
-            .count();
-        if ours > 0 || plan.routes.is_some() {
-            plan.routes = Some(routes[ours..].iter().map(|r| route_text(msg, r)).collect());
-        }
-        plan.request_uri = ruri_text;
+        let (mut plan, received_routes) = self.preprocess_routes(msg);
 
         let in_dialog = msg.to().is_some_and(|t| t.tag().is_some());
         let is_self = self.is_ours(ruri.host, ruri.port) && plan.request_uri.is_none();
         let route_left = plan
             .routes
             .as_ref()
-            .map_or(!routes.is_empty(), |r| !r.is_empty());
+            .map_or(received_routes > 0, |r| !r.is_empty());
         if is_self && !route_left && method == Method::Options && ruri.user.is_none() && !in_dialog
         {
             // A keep-alive probe for the proxy itself (Kamailio's `uri == myself` check).
@@ -151,11 +120,7 @@ impl Proxy {
                 reason,
                 headers,
             } => {
-                let code = if (300..=699).contains(&code) {
-                    code
-                } else {
-                    500
-                };
+                let code = super::reply::final_code(code);
                 let extra: Vec<&str> = headers.iter().map(String::as_str).collect();
                 return self.respond_stateless(msg, inc, code, &reason, &extra);
             }
@@ -348,13 +313,37 @@ impl Proxy {
         self.drain_client(now, client);
     }
 
+    /// RFC 3261 §16.4: when our own Record-Route URI came back as the
+    /// Request-URI (the previous hop is a strict router), the real one is the
+    /// last Route value; then our own entries come off the top of the Route set.
+    /// Returns the plan and how many Route values the request carried.
+    fn preprocess_routes(&self, msg: &Message<'_>) -> (Plan, usize) {
+        let mut plan = Plan::default();
+        let mut routes: Vec<NameAddr<'_>> = msg.routes().collect();
+        let received = routes.len();
+        if let Some(ruri) = msg.request_uri() {
+            if self.is_ours(ruri.host, ruri.port) && !routes.is_empty() {
+                plan.request_uri = routes.pop().map(|r| r.uri.raw.to_owned());
+                plan.routes = Some(Vec::new());
+            }
+        }
+        let ours = routes
+            .iter()
+            .take_while(|r| self.is_ours(r.uri.host, r.uri.port))
+            .count();
+        if ours > 0 || plan.routes.is_some() {
+            plan.routes = Some(routes[ours..].iter().map(route_text).collect());
+        }
+        (plan, received)
+    }
+
     /// Where plain RFC routing sends the request: the first Route (loose or strict), else the Request-URI.
     fn relay_target(&self, msg: &Message<'_>, plan: &mut Plan) -> Option<Target> {
         let received: Vec<String>;
         let routes: &[String] = match &plan.routes {
             Some(r) => r,
             None => {
-                received = msg.routes().map(|r| route_text(msg, &r)).collect();
+                received = msg.routes().map(|r| route_text(&r)).collect();
                 &received
             }
         };
@@ -514,21 +503,7 @@ impl Proxy {
     /// ACK for 2xx, and CANCEL with no response context: forwarded without a
     /// transaction, routed like any in-dialog request.
     fn forward_stateless(&mut self, msg: &Message<'_>, inc: &Incoming) {
-        let mut plan = Plan::default();
-        let mut routes: Vec<NameAddr<'_>> = msg.routes().collect();
-        if let Some(ruri) = msg.request_uri() {
-            if self.is_ours(ruri.host, ruri.port) && !routes.is_empty() {
-                plan.request_uri = routes.pop().map(|r| r.uri.raw.to_owned());
-                plan.routes = Some(Vec::new());
-            }
-        }
-        let ours = routes
-            .iter()
-            .take_while(|r| self.is_ours(r.uri.host, r.uri.port))
-            .count();
-        if ours > 0 || plan.routes.is_some() {
-            plan.routes = Some(routes[ours..].iter().map(|r| route_text(msg, r)).collect());
-        }
+        let (mut plan, _) = self.preprocess_routes(msg);
         if msg.max_forwards() == Some(0) {
             return;
         }
@@ -568,8 +543,7 @@ fn write_record_route(out: &mut Vec<u8>, l: super::Listener) {
 }
 
 /// A Route value as written (name-addr form).
-fn route_text(msg: &Message<'_>, r: &NameAddr<'_>) -> String {
-    let _ = msg;
+fn route_text(r: &NameAddr<'_>) -> String {
     let mut s = String::with_capacity(r.uri.raw.len() + 2 + r.params.as_bytes().len());
     s.push('<');
     s.push_str(r.uri.raw);
@@ -673,7 +647,7 @@ fn forwarded_request(
     }
     if !plan.edits.remove.is_empty() {
         for h in msg.headers() {
-            if PROTECTED.contains(&h.name) {
+            if crate::router::PROTECTED_HEADERS.contains(&h.name) {
                 continue;
             }
             let name = &buf[h.name_span.clone()];

@@ -295,11 +295,7 @@ impl Proxy {
                 reason,
                 headers,
             } => {
-                let code = if (300..=699).contains(&code) {
-                    code
-                } else {
-                    500
-                };
+                let code = super::reply::final_code(code);
                 let extra: Vec<&str> = headers.iter().map(String::as_str).collect();
                 self.stats.local_failures += 1;
                 let data = self.build_response(&msg, source, code, &reason, &extra);
