@@ -14,6 +14,7 @@
 //!
 //! See tests/README.md for the SIPp quirks these helpers work around.
 
+mod http;
 mod sipp;
 mod viaduct;
 mod wire;
@@ -30,7 +31,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-pub use sipp::{Role, Sipp, SippProcess, SippRun};
+pub use http::{http_request, HttpResponse, HTTP_BOUND};
+pub use sipp::{Role, Sipp, SippProcess, SippRun, TracedMessage};
 pub use viaduct::Viaduct;
 pub use wire::{header_value, header_values, options_ping, recv_all, status_code};
 
@@ -59,6 +61,20 @@ pub fn scenario_path(file: &str) -> PathBuf {
         .join("scenarios")
         .join(file);
     assert!(path.is_file(), "no scenario {}", path.display());
+    path
+}
+
+/// A built policy component, `<workspace>/target/policies/<name>.wasm`.
+/// Panics when it is missing: build them first with `policies/build`.
+pub fn policy_wasm(name: &str) -> PathBuf {
+    let path = workspace_root()
+        .join("target/policies")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "policy {} not found: build the policies first: policies/build",
+        path.display()
+    );
     path
 }
 

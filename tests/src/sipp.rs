@@ -5,13 +5,15 @@ use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use tempfile::TempDir;
 
+use nix::sys::signal::Signal;
+
 use crate::{
-    free_port, local, scenario_path, sipp_bin, tail, terminate, wait_bounded, SIPP_TIMEOUT,
+    free_port, local, scenario_path, signal, sipp_bin, tail, terminate, wait_bounded, SIPP_TIMEOUT,
 };
 
 /// Which side of a call SIPp plays.
@@ -33,6 +35,8 @@ enum Scenario {
 /// child process (never `-bg`). Always `-i 127.0.0.1 -nostdin`, with the
 /// stats (`-trace_stat`), final screen (`-trace_screen`) and unexpected
 /// messages (`-trace_err`) written to a temp dir; `-timeout 60s` unless set.
+/// SIPp runs with `TZ=UTC`, so the times in its message trace are UTC
+/// ([`SippRun::timed_message_list`]).
 #[derive(Debug, Clone)]
 pub struct Sipp {
     role: Role,
@@ -47,6 +51,7 @@ pub struct Sipp {
     timeout_error: bool,
     trace_msg: bool,
     extra: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl Sipp {
@@ -64,6 +69,7 @@ impl Sipp {
             timeout_error: true,
             trace_msg: false,
             extra: Vec::new(),
+            env: Vec::new(),
         }
     }
 
@@ -145,6 +151,18 @@ impl Sipp {
         self
     }
 
+    /// The service (`-s`): the user part of the Request-URI in scenarios
+    /// that write `[service]` (the built-in `uac` does).
+    pub fn service(self, user: &str) -> Sipp {
+        self.arg("-s").arg(user)
+    }
+
+    /// An environment variable for the SIPp process.
+    pub fn env(mut self, key: &str, value: &str) -> Sipp {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
     /// `127.0.0.1:<local port>`: where a UAS receives calls.
     pub fn addr(&self) -> SocketAddr {
         local(self.local_port)
@@ -219,6 +237,10 @@ impl Sipp {
                 .arg(d.join("messages.log"));
         }
         cmd.args(&self.extra);
+        cmd.env("TZ", "UTC");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
         let command_line = format!("{cmd:?}");
         cmd.stdin(Stdio::null())
             .stdout(File::create(d.join("stdout.log"))?)
@@ -301,6 +323,17 @@ impl SippProcess {
             thread::sleep(Duration::from_millis(20));
         }
         bail!("{} did not bind {} within 5 s", self.name, self.addr)
+    }
+
+    /// Asks SIPp to stop (SIGUSR1: no new calls, calls in progress finish,
+    /// then it exits 0 as if `-m` was reached) and waits for it, at most 10 s
+    /// (then it is killed). For a UAS whose number of calls is not known.
+    pub fn stop(mut self) -> SippRun {
+        if let Some(child) = self.child.as_ref() {
+            signal(child, Signal::SIGUSR1);
+        }
+        self.bound = self.bound.min(Duration::from_secs(10));
+        self.wait()
     }
 
     /// Waits for SIPp to exit (at most its `-timeout` plus 15 s, then it is
@@ -401,21 +434,25 @@ impl SippRun {
 
     /// Every SIP message in the trace, in order, without SIPp's separators.
     pub fn message_list(&self) -> Vec<String> {
-        let text = self.messages();
-        let mut out = Vec::new();
-        for block in text.split("----------------------------------------------- ") {
-            // "<date>\nUDP message received [N] bytes :\n\n<message>"
-            let mut parts = block.splitn(3, '\n');
-            let _date = parts.next();
-            let _what = parts.next();
-            if let Some(msg) = parts.next() {
-                let msg = msg.trim_start_matches('\n').trim_end();
-                if !msg.is_empty() {
-                    out.push(msg.replace("\r\n", "\n").replace('\n', "\r\n"));
-                }
-            }
-        }
-        out
+        trace_blocks(&self.messages())
+            .into_iter()
+            .map(|(_, _, msg)| msg)
+            .collect()
+    }
+
+    /// Every SIP message in the trace with the time SIPp logged it
+    /// (microseconds; the harness runs SIPp with `TZ=UTC`) and whether SIPp
+    /// received it (`true`) or sent it. Blocks whose date cannot be read
+    /// get `UNIX_EPOCH`.
+    pub fn timed_message_list(&self) -> Vec<TracedMessage> {
+        trace_blocks(&self.messages())
+            .into_iter()
+            .map(|(date, what, text)| TracedMessage {
+                at: parse_trace_time(&date).unwrap_or(UNIX_EPOCH),
+                received: what.contains("received"),
+                text,
+            })
+            .collect()
     }
 
     /// The last statistics screen (`-trace_screen`).
@@ -480,9 +517,77 @@ impl SippRun {
     }
 }
 
+/// One message of a `-trace_msg` file.
+#[derive(Debug, Clone)]
+pub struct TracedMessage {
+    /// When SIPp logged it (UTC, microsecond resolution).
+    pub at: SystemTime,
+    /// Received by SIPp (`true`) or sent by it.
+    pub received: bool,
+    /// The SIP message, CRLF line ends.
+    pub text: String,
+}
+
+/// Splits a `-trace_msg` file into (date, "UDP message received ...", message).
+fn trace_blocks(text: &str) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for block in text.split("----------------------------------------------- ") {
+        // "<date>\nUDP message received [N] bytes :\n\n<message>"
+        let mut parts = block.splitn(3, '\n');
+        let date = parts.next().unwrap_or_default();
+        let what = parts.next().unwrap_or_default();
+        if let Some(msg) = parts.next() {
+            let msg = msg.trim_start_matches('\n').trim_end();
+            if !msg.is_empty() {
+                out.push((
+                    date.trim().to_owned(),
+                    what.to_owned(),
+                    msg.replace("\r\n", "\n").replace('\n', "\r\n"),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// `2026-11-25 17:54:49.343678` (SIPp's trace date, read as UTC).
+fn parse_trace_time(date: &str) -> Option<SystemTime> {
+    let (day, time) = date.split_once(' ')?;
+    let mut d = day.split('-').map(|x| x.parse::<i64>().ok());
+    let (y, m, dd) = (d.next()??, d.next()??, d.next()??);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let mut t = hms.split(':').map(|x| x.parse::<u64>().ok());
+    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
+    // Microseconds from the fraction, whatever its number of digits.
+    let digits: String = frac.chars().take(6).collect();
+    let micros = digits.parse::<u64>().ok()? * 10u64.pow(6 - digits.len() as u32);
+    // Days since 1970-01-01 (Howard Hinnant's days_from_civil).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + dd - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = u64::try_from(era * 146_097 + doe - 719_468).ok()?;
+    let secs = days * 86_400 + hh * 3600 + mm * 60 + ss;
+    Some(UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_micros(micros))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_sipp_trace_dates_as_utc() {
+        let t = parse_trace_time("2026-11-25 17:54:49.343678").unwrap();
+        let d = t.duration_since(UNIX_EPOCH).unwrap();
+        assert_eq!(d.as_secs(), 1_795_629_289);
+        assert_eq!(d.subsec_micros(), 343_678);
+        assert_eq!(
+            parse_trace_time("1970-01-01 00:00:00.000000"),
+            Some(UNIX_EPOCH)
+        );
+    }
 
     #[test]
     fn reads_counts_from_sipp_stats() {

@@ -13,8 +13,8 @@ use nix::sys::signal::Signal;
 use tempfile::TempDir;
 
 use crate::{
-    free_port, local, options_ping, signal, tail, terminate, viaduct_bin, wait_bounded,
-    PROBE_INTERVAL, READY_BOUND, STOP_BOUND,
+    free_port, http_request, local, options_ping, signal, tail, terminate, viaduct_bin,
+    wait_bounded, HttpResponse, PROBE_INTERVAL, READY_BOUND, STOP_BOUND,
 };
 
 /// A running `viaduct` child process. Dropping it stops the process (SIGTERM,
@@ -127,6 +127,43 @@ impl Viaduct {
         Ok(proxy)
     }
 
+    /// Runs the proxy with `config` and `listen` when it is expected *not*
+    /// to start (a broken policy, a bad config): waits up to `bound` for it
+    /// to exit and returns its exit status (`None` if it was still running,
+    /// then it is stopped) and everything it wrote on stdout and stderr.
+    pub fn run_expecting_exit(
+        config: &str,
+        listen: &[String],
+        bound: Duration,
+    ) -> (Option<ExitStatus>, String) {
+        let dir = tempfile::Builder::new()
+            .prefix("viaduct-e2e-")
+            .tempdir()
+            .expect("temp dir");
+        let config_path = dir.path().join("viaduct.toml");
+        fs::write(&config_path, config).expect("writing the config");
+        let log = dir.path().join("viaduct.log");
+        let out = File::create(&log).expect("log file");
+        let err = out.try_clone().expect("log file");
+        let mut cmd = Command::new(viaduct_bin());
+        cmd.arg("--config").arg(&config_path);
+        for l in listen {
+            cmd.arg("--listen").arg(l);
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("spawning viaduct");
+        let status = wait_bounded(&mut child, bound);
+        if status.is_none() {
+            terminate(&mut child);
+        }
+        let text = String::from_utf8_lossy(&fs::read(&log).unwrap_or_default()).into_owned();
+        (status, text)
+    }
+
     fn wait_ready(&mut self) -> Result<()> {
         let started = Instant::now();
         while started.elapsed() < READY_BOUND {
@@ -199,6 +236,44 @@ impl Viaduct {
             }
         }
         false
+    }
+
+    /// Sends a signal to the process (by PID), e.g. `Signal::SIGHUP` to
+    /// reload the policy.
+    pub fn send_signal(&self, sig: Signal) {
+        if let Some(child) = self.child.as_ref() {
+            signal(child, sig);
+        }
+    }
+
+    /// One request to the admin HTTP port the harness gave this proxy.
+    /// Panics when there is none or the request fails.
+    pub fn admin(&self, method: &str, path: &str) -> HttpResponse {
+        let addr = self
+            .admin_addr
+            .expect("this proxy has no admin port chosen by the harness");
+        http_request(addr, method, path)
+            .unwrap_or_else(|e| panic!("{e:#}\n--- log ---\n{}", self.log_tail(40)))
+    }
+
+    /// How many lines of the log so far contain `needle`.
+    pub fn log_count(&self, needle: &str) -> usize {
+        self.log().lines().filter(|l| l.contains(needle)).count()
+    }
+
+    /// Polls the log every 10 ms until at least `count` lines contain
+    /// `needle`, for at most `bound`. Returns how long that took, or `None`.
+    pub fn wait_for_log(&self, needle: &str, count: usize, bound: Duration) -> Option<Duration> {
+        let started = Instant::now();
+        loop {
+            if self.log_count(needle) >= count {
+                return Some(started.elapsed());
+            }
+            if started.elapsed() >= bound {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Path of the captured stdout+stderr.
