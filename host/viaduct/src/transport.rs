@@ -1,6 +1,14 @@
 //! Sockets: UDP (socket2-tuned) and TCP with Content-Length framing (RFC 3261
 //! §18.3). Bytes in, bytes out; no SIP logic beyond finding where a stream
 //! message ends and which worker owns a Call-ID.
+//!
+//! Not yet: RFC 3261 §18.1.1's switch to TCP for requests over 1300 bytes
+//! bound for a UDP next hop. It needs the fallback the RFC pairs with it
+//! (retry over UDP when the TCP connection is refused), which means feeding
+//! connect failures back into the client transaction; it comes with the
+//! stream-transport work (TLS, WebSocket, connection reuse). Until then a
+//! large request goes over UDP (IP fragmentation on a real network), and a
+//! next hop that wants TCP says so with `;transport=tcp`.
 
 use crate::worker::Dispatcher;
 use anyhow::{Context as _, Result};
