@@ -61,3 +61,55 @@ fn check_rejects_invalid_configs() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+/// `check --policy` loads the policy as a reload would: a real component
+/// passes, garbage and a component of another world are refused by name.
+#[test]
+fn check_loads_the_policy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = dir.path().join("cache");
+    let config = dir.path().join("viaduct.toml");
+    fs::write(
+        &config,
+        format!("[policy]\ncache_dir = {:?}\n", cache.display().to_string()),
+    )
+    .expect("write config");
+    let garbage = dir.path().join("garbage.wasm");
+    fs::write(&garbage, b"not wasm at all").expect("write garbage");
+    let policies = workspace_root().join("target/policies");
+    let cases = [
+        (policies.join("x-room-id.wasm"), true, "policy ok"),
+        (garbage, false, "compiling"),
+        (
+            policies.join("bad-world.wasm"),
+            false,
+            "not a viaduct:policy@0.1.0 policy",
+        ),
+    ];
+    for (policy, want_ok, word) in cases {
+        let out = Command::new(viaduct_bin())
+            .args(["check", "--config"])
+            .arg(&config)
+            .arg("--policy")
+            .arg(&policy)
+            .output()
+            .expect("run viaduct check");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            out.status.success(),
+            want_ok,
+            "{}: {text}",
+            policy.display()
+        );
+        assert!(
+            text.to_ascii_lowercase()
+                .contains(&word.to_ascii_lowercase()),
+            "{}: {text}",
+            policy.display()
+        );
+    }
+}

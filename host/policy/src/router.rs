@@ -118,25 +118,64 @@ impl PolicyRouter {
         } else {
             "on-request"
         };
-        let idx = match self.instance_for(version) {
-            Ok(i) => i,
-            Err(e) => return self.fail(what, version, &e),
-        };
-        let hidden: &[String] = if self.is_trusted(req.source.ip()) {
-            &[]
+        let hidden: Vec<String> = if self.is_trusted(req.source.ip()) {
+            Vec::new()
         } else {
-            &self.hidden
+            self.hidden.clone()
         };
         let data = Bytes::copy_from_slice(req.message.bytes());
-        let view = RequestView::new(req.message, data, req.source, req.transport, hidden);
+        let mut first_error = None;
+        // A trap other than the deadline (most often an instance that filled its
+        // memory over many calls, as JavaScript engines do) gets one retry on a
+        // fresh instance, so the request is not what pays for it.
+        for attempt in 0..2 {
+            let idx = match self.instance_for(version) {
+                Ok(i) => i,
+                Err(e) => return self.fail(what, version, &e),
+            };
+            let view = RequestView::new(
+                req.message,
+                data.clone(),
+                req.source,
+                req.transport,
+                &hidden,
+            );
+            match self.call_once(idx, view, failure) {
+                Ok((d, edits)) => {
+                    req.edits = edits;
+                    req.version = version.id;
+                    return convert(d);
+                }
+                Err((e, timeout)) => {
+                    // A trapped instance may hold broken state: never call it again.
+                    self.loaded[idx].instance = None;
+                    if timeout || attempt == 1 {
+                        return self.fail(what, version, first_error.as_deref().unwrap_or(&e));
+                    }
+                    tracing::info!(version = version.id, error = %e, "policy instance trapped; retrying once on a fresh one");
+                    first_error = Some(e);
+                }
+            }
+        }
+        self.fail(what, version, "no attempt left")
+    }
+
+    /// One call on the instance at `idx`; the error says whether it was the deadline.
+    fn call_once(
+        &mut self,
+        idx: usize,
+        view: RequestView,
+        failure: Option<u16>,
+    ) -> Result<(WitDecision, viaduct_proxy::RequestEdits), (String, bool)> {
         let deadline = crate::host::ticks(self.host.settings.deadline);
         let Some((store, policy)) = self.loaded[idx].instance.as_mut() else {
-            return self.fail(what, version, "no instance");
+            return Err(("no instance".into(), false));
         };
-        let own = match store.data_mut().table.push(view) {
-            Ok(r) => r,
-            Err(e) => return self.fail(what, version, &e.to_string()),
-        };
+        let own = store
+            .data_mut()
+            .table
+            .push(view)
+            .map_err(|e| (e.to_string(), false))?;
         let borrow = Resource::<RequestView>::new_borrow(own.rep());
         store.set_epoch_deadline(deadline);
         self.host.stats.calls.fetch_add(1, Ordering::Relaxed);
@@ -144,19 +183,20 @@ impl PolicyRouter {
             None => policy.call_on_request(&mut *store, borrow),
             Some(code) => policy.call_on_failure(&mut *store, borrow, code),
         };
-        let view = store.data_mut().table.delete(own).ok();
+        let edits = store
+            .data_mut()
+            .table
+            .delete(own)
+            .map(|v| v.edits)
+            .unwrap_or_default();
         match result {
-            Ok(d) => {
-                if let Some(view) = view {
-                    req.edits = view.edits;
-                }
-                req.version = version.id;
-                convert(d)
-            }
+            Ok(d) => Ok((d, edits)),
             Err(e) => {
-                // A trapped instance may hold broken state: never call it again.
-                self.loaded[idx].instance = None;
-                self.fail(what, version, &describe_trap(&e))
+                let timeout = matches!(
+                    e.downcast_ref::<wasmtime::Trap>(),
+                    Some(wasmtime::Trap::Interrupt)
+                );
+                Err((describe_trap(&e), timeout))
             }
         }
     }

@@ -19,6 +19,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use viaduct_proxy::{Listener, Proxy, ProxyConfig, StaticRouter, Transport};
 
+/// mimalloc instead of glibc malloc: the worker threads allocate and free a
+/// few buffers per message, and glibc's per-thread arenas grew and shrank
+/// their heaps with one mprotect call per call or so at 1000 calls/s
+/// (strace: 2,247 mprotect in 4 s; 227 with the arena trimmed less).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "viaduct",
@@ -88,6 +95,16 @@ fn load_config(cli: &Cli) -> Result<Config> {
 fn run(cli: Cli) -> Result<()> {
     let config = load_config(&cli)?;
     if let Some(Command::Check) = cli.command {
+        // A policy is checked the way a reload does it: compile, link, instantiate, init.
+        if let Some(settings) = config.policy_settings() {
+            let host = viaduct_policy::PolicyHost::new(settings)
+                .map_err(|e| anyhow::anyhow!("policy engine: {e:#}"))?;
+            let version = host.reload()?;
+            println!(
+                "policy OK: {} (sha256 {})",
+                config.policy.file, version.hash
+            );
+        }
         println!(
             "config OK: listening on {}",
             config.server.listen.join(", ")
