@@ -64,6 +64,81 @@ pub fn scenario_path(file: &str) -> PathBuf {
     path
 }
 
+/// How long a proxy may take to answer its first probe when its policy is
+/// compiled cold: componentize-py/-js components take ~10 s alone, more
+/// when several tests compile at once on a small machine.
+pub const COLD_COMPILE_READY_BOUND: Duration = Duration::from_secs(120);
+
+/// One language's build of a policy, as the end-to-end tests run it.
+#[derive(Debug, Clone, Copy)]
+pub struct PolicyBuild {
+    /// `target/policies/<artifact>.wasm`.
+    pub artifact: &'static str,
+    /// `[policy] deadline_ms`; `None` keeps the proxy's default (5 ms).
+    pub deadline_ms: Option<u64>,
+    /// Use the compiled-code cache shared by all tests,
+    /// `<workspace>/target/policy-cache`, instead of the test's own. The
+    /// cache is keyed by content hash and written atomically, so parallel
+    /// tests may share it; the big interpreted components then compile once
+    /// per run (and once per change of the file), not once per test.
+    pub shared_cache: bool,
+}
+
+impl PolicyBuild {
+    /// x-room-id in Rust (`policies/x-room-id`): default deadline, own cache.
+    pub const X_ROOM_ID_RUST: PolicyBuild = PolicyBuild {
+        artifact: "x-room-id",
+        deadline_ms: None,
+        shared_cache: false,
+    };
+    /// x-room-id in Python (componentize-py): slower per call, ~10 s to compile.
+    pub const X_ROOM_ID_PYTHON: PolicyBuild = PolicyBuild {
+        artifact: "x-room-id-py",
+        deadline_ms: Some(50),
+        shared_cache: true,
+    };
+    /// x-room-id in JavaScript (componentize-js): p99.9 ~4 ms on a shared
+    /// 2-core machine, ~10 s to compile.
+    pub const X_ROOM_ID_JAVASCRIPT: PolicyBuild = PolicyBuild {
+        artifact: "x-room-id-js",
+        deadline_ms: Some(50),
+        shared_cache: true,
+    };
+
+    /// The component file (panics when it was not built).
+    pub fn wasm(&self) -> PathBuf {
+        policy_wasm(self.artifact)
+    }
+
+    /// The `[policy]` lines for this build: `file`, `cache_dir` (the shared
+    /// cache, else `own_cache`) and `deadline_ms` when set.
+    pub fn policy_lines(&self, own_cache: &Path) -> String {
+        let cache = if self.shared_cache {
+            workspace_root().join("target/policy-cache")
+        } else {
+            own_cache.to_path_buf()
+        };
+        let mut lines = format!(
+            "file = {:?}\ncache_dir = {:?}\n",
+            self.wasm().display().to_string(),
+            cache.display().to_string()
+        );
+        if let Some(ms) = self.deadline_ms {
+            lines.push_str(&format!("deadline_ms = {ms}\n"));
+        }
+        lines
+    }
+
+    /// How long to wait for a proxy running this build to become ready.
+    pub fn ready_bound(&self) -> Duration {
+        if self.shared_cache {
+            COLD_COMPILE_READY_BOUND
+        } else {
+            READY_BOUND
+        }
+    }
+}
+
 /// A built policy component, `<workspace>/target/policies/<name>.wasm`.
 /// Panics when it is missing: build them first with `policies/build`.
 pub fn policy_wasm(name: &str) -> PathBuf {

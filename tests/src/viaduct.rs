@@ -62,8 +62,18 @@ impl Viaduct {
     /// Starts the proxy with `config` (TOML) on one fresh UDP port and waits
     /// until it answers the OPTIONS probe. Panics (with the log) if it does not.
     pub fn start(config: &str) -> Viaduct {
+        Self::start_within(config, READY_BOUND)
+    }
+
+    /// [`Viaduct::start`] waiting up to `ready` for the probe instead of
+    /// [`READY_BOUND`]: for policies whose first compile takes longer
+    /// (componentize-py/-js builds, see [`crate::PolicyBuild`]).
+    pub fn start_within(config: &str, ready: Duration) -> Viaduct {
         let port = free_port();
-        Self::start_with_listen(config, &[format!("udp:127.0.0.1:{port}")])
+        match Self::try_start_within(config, &[format!("udp:127.0.0.1:{port}")], ready) {
+            Ok(v) => v,
+            Err(e) => panic!("{e:#}"),
+        }
     }
 
     /// Starts the proxy with `config` and these `--listen` values (which
@@ -78,6 +88,10 @@ impl Viaduct {
 
     /// [`Viaduct::start_with_listen`] that returns the failure instead of panicking.
     pub fn try_start(config: &str, listen: &[String]) -> Result<Viaduct> {
+        Self::try_start_within(config, listen, READY_BOUND)
+    }
+
+    fn try_start_within(config: &str, listen: &[String], ready: Duration) -> Result<Viaduct> {
         let probe_addr = listen
             .iter()
             .find_map(|l| l.strip_prefix("udp:"))
@@ -123,7 +137,7 @@ impl Viaduct {
             probe_addr,
             admin_addr,
         };
-        proxy.wait_ready()?;
+        proxy.wait_ready(ready)?;
         Ok(proxy)
     }
 
@@ -164,9 +178,9 @@ impl Viaduct {
         (status, text)
     }
 
-    fn wait_ready(&mut self) -> Result<()> {
+    fn wait_ready(&mut self, bound: Duration) -> Result<()> {
         let started = Instant::now();
-        while started.elapsed() < READY_BOUND {
+        while started.elapsed() < bound {
             if let Some(child) = self.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
                     bail!(
@@ -183,7 +197,7 @@ impl Viaduct {
             }
         }
         bail!(
-            "viaduct did not answer the OPTIONS probe on {} within {READY_BOUND:?}; config:\n{}\n--- log ---\n{}",
+            "viaduct did not answer the OPTIONS probe on {} within {bound:?}; config:\n{}\n--- log ---\n{}",
             self.probe_addr,
             self.config_text(),
             self.log_tail(80)

@@ -5,7 +5,10 @@
 //!
 //! Every test starts its own `viaduct` and SIPp processes on fresh ports,
 //! with its own compiled-policy cache (`cache_dir`) and, when it replaces the
-//! policy file, its own copy of it, so they run in parallel. Needs
+//! policy file, its own copy of it, so they run in parallel. The x-room-id
+//! tests run once per language build (Rust, Python, JavaScript); the Python
+//! and JavaScript builds share `<workspace>/target/policy-cache` (keyed by
+//! content hash, written atomically) so their ~10 s compile happens once. Needs
 //! `target/release/viaduct`, `target/policies/*.wasm` (`policies/build`) and
 //! `sipp`; `./tests/run` provides all three.
 
@@ -19,8 +22,8 @@ use std::time::{Duration, Instant, SystemTime};
 use nix::sys::signal::Signal;
 use tempfile::TempDir;
 use viaduct_e2e::{
-    free_port, header_value, header_values, local, policy_wasm, recv_all, status_code, Sipp,
-    SippProcess, SippRun, TracedMessage, Viaduct,
+    free_port, header_value, header_values, local, policy_wasm, recv_all, status_code, PolicyBuild,
+    Sipp, SippProcess, SippRun, TracedMessage, Viaduct,
 };
 
 /// A UAC run's bound: no test may hang.
@@ -64,6 +67,16 @@ impl PolicyDir {
     /// A proxy config: `top` (other tables) first, then `[policy]` with
     /// `file`, this directory's cache and `policy` lines, then
     /// `[policy.config]` with `table` lines.
+    /// A proxy config running `build` (see [`PolicyBuild::policy_lines`]:
+    /// this directory's cache unless the build shares one), with
+    /// `[policy.config]` `table` lines.
+    fn build_config(&self, build: PolicyBuild, table: &str) -> String {
+        format!(
+            "[policy]\n{}\n[policy.config]\n{table}\n",
+            build.policy_lines(&self.path("cache"))
+        )
+    }
+
     fn config(&self, top: &str, file: &Path, policy: &str, table: &str) -> String {
         format!(
             "{top}\n[policy]\nfile = {file:?}\ncache_dir = {cache:?}\n{policy}\n\n[policy.config]\n{table}\n",
@@ -228,18 +241,38 @@ fn status_number(body: &str, name: &str) -> Option<u64> {
 /// room, and one fresh 32-hex-digit X-Session-ID; the in-dialog ACK and BYE
 /// reach it without either header (they never go through the policy).
 #[test]
-fn x_room_id_500_calls_at_100_per_second() {
+fn x_room_id_500_calls_at_100_per_second_rust() {
+    x_room_id_calls_at_100_per_second(PolicyBuild::X_ROOM_ID_RUST, 500);
+}
+
+/// The same with the Python build. 200 calls instead of 500 (2 s of load
+/// at the same rate) keeps the suite's time reasonable: the interpreted
+/// builds are slower per call, and the header checks are the same.
+#[test]
+fn x_room_id_500_calls_at_100_per_second_python() {
+    x_room_id_calls_at_100_per_second(PolicyBuild::X_ROOM_ID_PYTHON, 200);
+}
+
+/// The same with the JavaScript build; 200 calls, as for Python.
+#[test]
+fn x_room_id_500_calls_at_100_per_second_javascript() {
+    x_room_id_calls_at_100_per_second(PolicyBuild::X_ROOM_ID_JAVASCRIPT, 200);
+}
+
+/// `calls` calls at 100 calls/s through `build` of x-room-id, relayed by
+/// Request-URI; see [`x_room_id_500_calls_at_100_per_second_rust`].
+fn x_room_id_calls_at_100_per_second(build: PolicyBuild, calls: u64) {
     let dir = PolicyDir::new();
-    let proxy = Viaduct::start(&dir.config("", &policy_wasm("x-room-id"), "", ""));
-    let uas = callee(500);
+    let proxy = Viaduct::start_within(&dir.build_config(build, ""), build.ready_bound());
+    let uas = callee(calls);
     let caller = room_caller(&proxy, uas.addr())
-        .calls(500)
+        .calls(calls)
         .rate(100)
         .spawn()
         .wait();
     let callee = uas.wait();
-    assert_all_calls_ok(&caller, 500);
-    assert_all_calls_ok(&callee, 500);
+    assert_all_calls_ok(&caller, calls);
+    assert_all_calls_ok(&callee, calls);
 
     let mut rooms = BTreeSet::new();
     let mut sessions: HashMap<String, String> = HashMap::new();
@@ -272,13 +305,17 @@ fn x_room_id_500_calls_at_100_per_second() {
         );
         rooms.insert(user.to_owned());
     }
-    let expected: BTreeSet<String> = (1..=500).map(|n| format!("room-{n}")).collect();
-    assert_eq!(rooms, expected, "the callee did not see room-1..room-500");
+    let expected: BTreeSet<String> = (1..=calls).map(|n| format!("room-{n}")).collect();
+    assert_eq!(
+        rooms, expected,
+        "the callee did not see room-1..room-{calls}"
+    );
     let distinct: HashSet<&String> = sessions.values().collect();
+    let n = usize::try_from(calls).expect("small");
     assert_eq!(
         (sessions.len(), distinct.len()),
-        (500, 500),
-        "expected 500 calls with 500 distinct X-Session-IDs"
+        (n, n),
+        "expected {calls} calls with {calls} distinct X-Session-IDs"
     );
 
     let in_dialog: Vec<String> = callee
@@ -288,7 +325,7 @@ fn x_room_id_500_calls_at_100_per_second() {
         .map(|m| m.text)
         .collect();
     let byes = in_dialog.iter().filter(|m| m.starts_with("BYE ")).count();
-    assert_eq!(byes, 500, "callee saw {byes} BYEs");
+    assert_eq!(byes, n, "callee saw {byes} BYEs");
     for m in &in_dialog {
         assert!(
             header_value(m, "x-room-id", None).is_none()
@@ -302,16 +339,30 @@ fn x_room_id_500_calls_at_100_per_second() {
 /// nothing listens, the call still reaches the backend (the callee) and
 /// completes; the Request-URI is not rewritten.
 #[test]
-fn x_room_id_backends_from_config() {
+fn x_room_id_backends_from_config_rust() {
+    x_room_id_backends_from_config(PolicyBuild::X_ROOM_ID_RUST);
+}
+
+/// The same with the Python build.
+#[test]
+fn x_room_id_backends_from_config_python() {
+    x_room_id_backends_from_config(PolicyBuild::X_ROOM_ID_PYTHON);
+}
+
+/// The same with the JavaScript build.
+#[test]
+fn x_room_id_backends_from_config_javascript() {
+    x_room_id_backends_from_config(PolicyBuild::X_ROOM_ID_JAVASCRIPT);
+}
+
+fn x_room_id_backends_from_config(build: PolicyBuild) {
     let dir = PolicyDir::new();
     let uas = callee(1);
     let nowhere = local(free_port());
-    let proxy = Viaduct::start(&dir.config(
-        "",
-        &policy_wasm("x-room-id"),
-        "",
-        &format!("backends = [\"sip:{}\"]", uas.addr()),
-    ));
+    let proxy = Viaduct::start_within(
+        &dir.build_config(build, &format!("backends = [\"sip:{}\"]", uas.addr())),
+        build.ready_bound(),
+    );
     let caller = room_caller(&proxy, nowhere).calls(1).spawn().wait();
     let callee = uas.wait();
     assert_all_calls_ok(&caller, 1);

@@ -11,8 +11,10 @@
 //! interpreter changes; that first run needs PyPI.
 //!
 //! Also needs `target/release/viaduct` (or `VIADUCT_BIN`),
-//! `target/policies/x-room-id.wasm` (`policies/build`) and `sipp`;
-//! `./tests/run` provides them.
+//! `target/policies/x-room-id{,-py,-js}.wasm` (`policies/build`) and `sipp`;
+//! `./tests/run` provides them. The test runs once per language build of
+//! the policy; the Python and JavaScript builds use the shared compiled-code
+//! cache `<workspace>/target/policy-cache` and `deadline_ms = 50`.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -27,7 +29,9 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tempfile::TempDir;
-use viaduct_e2e::{free_port, header_value, status_code, tail, workspace_root, Sipp, Viaduct};
+use viaduct_e2e::{
+    free_port, header_value, status_code, tail, workspace_root, PolicyBuild, Sipp, Viaduct,
+};
 
 /// Calls placed by SIPp, one per room: `sip:room-1@...` to `sip:room-5@...`.
 const CALLS: u64 = 5;
@@ -37,8 +41,11 @@ const CALLS: u64 = 5;
 /// `backends` can route the INVITE.
 const ROOMS_DOMAIN: &str = "rooms.invalid";
 /// RTP ports roomkit may take (even ones; below the ephemeral range that
-/// `free_port` and the OS hand out, away from SIPp's 6000+ and 8888).
-const RTP_PORTS: (u16, u16) = (24000, 24200);
+/// `free_port` and the OS hand out, away from SIPp's 6000+ and 8888), one
+/// range per test so that the per-language tests can run in parallel.
+const RTP_PORTS_RUST: (u16, u16) = (24000, 24190);
+const RTP_PORTS_PYTHON: (u16, u16) = (24200, 24390);
+const RTP_PORTS_JAVASCRIPT: (u16, u16) = (24400, 24590);
 /// How long the backend may take to import roomkit and bind its socket.
 const BACKEND_READY: Duration = Duration::from_secs(30);
 
@@ -397,7 +404,7 @@ struct Backend {
 }
 
 impl Backend {
-    fn start(python: &Path) -> Backend {
+    fn start(python: &Path, rtp_ports: (u16, u16)) -> Backend {
         let port = free_port();
         let dir = tempfile::Builder::new()
             .prefix("viaduct-e2e-roomkit-")
@@ -409,8 +416,8 @@ impl Backend {
             .arg("-u")
             .arg(&script)
             .arg(port.to_string())
-            .arg(RTP_PORTS.0.to_string())
-            .arg(RTP_PORTS.1.to_string())
+            .arg(rtp_ports.0.to_string())
+            .arg(rtp_ports.1.to_string())
             .env("PYTHONDONTWRITEBYTECODE", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -543,16 +550,6 @@ impl Drop for Backend {
 // The test
 // ---------------------------------------------------------------------------
 
-fn policy_wasm() -> PathBuf {
-    let path = workspace_root().join("target/policies/x-room-id.wasm");
-    assert!(
-        path.is_file(),
-        "{} not found: build the policies first: policies/build",
-        path.display()
-    );
-    path
-}
-
 /// The user part of a SIP URI (`sip:room-3@host` → `room-3`).
 fn uri_user(uri: &str) -> Option<&str> {
     let rest = uri.split_once(':')?.1;
@@ -569,12 +566,28 @@ fn uri_user(uri: &str) -> Option<&str> {
 /// forged one; each ACK and BYE reached roomkit through the proxy and matched
 /// its dialog; roomkit ended every session and SIPp got 200 for every BYE.
 #[test]
-fn roomkit_rooms_through_x_room_id() {
+fn roomkit_rooms_through_x_room_id_rust() {
+    roomkit_rooms_through_x_room_id(PolicyBuild::X_ROOM_ID_RUST, RTP_PORTS_RUST);
+}
+
+/// The same with the Python build of x-room-id (`x-room-id-py`).
+#[test]
+fn roomkit_rooms_through_x_room_id_python() {
+    roomkit_rooms_through_x_room_id(PolicyBuild::X_ROOM_ID_PYTHON, RTP_PORTS_PYTHON);
+}
+
+/// The same with the JavaScript build of x-room-id (`x-room-id-js`).
+#[test]
+fn roomkit_rooms_through_x_room_id_javascript() {
+    roomkit_rooms_through_x_room_id(PolicyBuild::X_ROOM_ID_JAVASCRIPT, RTP_PORTS_JAVASCRIPT);
+}
+
+fn roomkit_rooms_through_x_room_id(build: PolicyBuild, rtp_ports: (u16, u16)) {
     let started = Instant::now();
     let python = roomkit_python();
     let venv_ready = started.elapsed();
 
-    let mut backend = Backend::start(&python);
+    let mut backend = Backend::start(&python, rtp_ports);
     let ready = backend.events("ready").remove(0);
     eprintln!(
         "roomkit {} (aiosipua {}, Python {}) on {}",
@@ -586,12 +599,11 @@ fn roomkit_rooms_through_x_room_id() {
 
     let cache = tempfile::tempdir().expect("temp dir");
     let config = format!(
-        "[policy]\nfile = {:?}\ncache_dir = {:?}\n\n[policy.config]\nbackends = [\"sip:{}\"]\n",
-        policy_wasm().display().to_string(),
-        cache.path().display().to_string(),
+        "[policy]\n{}\n[policy.config]\nbackends = [\"sip:{}\"]\n",
+        build.policy_lines(cache.path()),
         backend.addr
     );
-    let proxy = Viaduct::start(&config);
+    let proxy = Viaduct::start_within(&config, build.ready_bound());
 
     // Sipp::scenario() looks in tests/scenarios/; this one lives in tests/roomkit/.
     let uac = Sipp::uac(proxy.udp_addr())
@@ -787,7 +799,8 @@ fn roomkit_rooms_through_x_room_id() {
         backend.report()
     );
     eprintln!(
-        "roomkit: venv {:.1} s, whole test {:.1} s",
+        "roomkit ({}): venv {:.1} s, whole test {:.1} s",
+        build.artifact,
         venv_ready.as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
