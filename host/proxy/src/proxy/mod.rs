@@ -17,6 +17,20 @@
 //! compete for the best response, which is sent when no branch is pending.
 //! CANCEL (§16.10) is answered 200 and propagated to pending branches.
 //! Timer C (§16.8) bounds how long an INVITE branch may ring.
+//!
+//! State per call is bounded and short-lived. No dialog state is kept:
+//! in-dialog requests are routed by the Route set this proxy's own
+//! Record-Route put in the dialog, so a dialog costs nothing here (0 bytes per
+//! dialog route entry). A transaction keeps the bytes it may have to
+//! retransmit; the response context (received request, branches, policy
+//! edits) is dropped as soon as the final answer goes out, and the
+//! transactions themselves go when their RFC timers end (at most 64*T1 =
+//! 32 s after the final answer, RFC 6026 Timers L/M, Timer J). Measured with
+//! `examples/bench/run` (500 calls/s for 60 s, one worker): RSS rises from
+//! 21 MiB idle to a plateau of about 122 MiB once the first calls' timers run
+//! out (~16,000 calls in their 32 s tail: about 6 KiB per call, i.e. about
+//! 1.5 KiB per transaction, four per call), and stays there (+2.4 MiB over
+//! the second half of the run).
 
 mod branch;
 mod context;
