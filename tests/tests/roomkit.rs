@@ -166,6 +166,13 @@ fn last_lines(text: &str, n: usize) -> String {
 /// long as only `bin/python` is used), so an interrupted or concurrent build
 /// never leaves a half-installed venv under the final name.
 fn roomkit_python() -> PathBuf {
+    // The tests of this file run in parallel and share one venv: on a fresh
+    // machine they would all build it at once, under the same name. Build it once.
+    static PYTHON: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PYTHON.get_or_init(prepare_roomkit_python).clone()
+}
+
+fn prepare_roomkit_python() -> PathBuf {
     let requirements_path = workspace_root().join("tests/roomkit/requirements.txt");
     let requirements = fs::read_to_string(&requirements_path)
         .unwrap_or_else(|e| panic!("{}: {e}", requirements_path.display()));
