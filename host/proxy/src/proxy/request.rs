@@ -296,21 +296,24 @@ impl Proxy {
         let cancel = Bytes::from(out);
         let tx = NonInviteClient::new(now, timers, cancel.clone(), destination.1.is_reliable());
         let key = (id_bytes, true);
-        self.clients.insert(
-            client,
-            ClientEntry {
-                key: key.clone(),
-                tx: ClientTx::NonInvite(tx),
-                server,
-                branch: b,
-                destination,
-                request: cancel,
-                armed: None,
-                give_up: None,
-            },
-        );
-        self.client_index.insert(key, client);
-        self.drain_client(now, client);
+        let entry = ClientEntry {
+            key,
+            tx: ClientTx::NonInvite(tx),
+            server,
+            branch: b,
+            destination,
+            request: cancel,
+            armed: None,
+            give_up: None,
+        };
+        self.start_client(now, client, entry);
+    }
+
+    /// Registers a client transaction under its branch and sends its first message.
+    fn start_client(&mut self, now: Instant, id: TxId, entry: ClientEntry) {
+        self.client_index.insert(entry.key.clone(), id);
+        self.clients.insert(id, entry);
+        self.drain_client(now, id);
     }
 
     /// RFC 3261 §16.4: when our own Record-Route URI came back as the
@@ -482,21 +485,17 @@ impl Proxy {
         if let Some(at) = deadline {
             self.timers.push(at, super::TimerKey::Branch(server, n));
         }
-        self.clients.insert(
-            client,
-            ClientEntry {
-                key: key.clone(),
-                tx,
-                server,
-                branch: n,
-                destination,
-                request: forwarded,
-                armed: None,
-                give_up: None,
-            },
-        );
-        self.client_index.insert(key, client);
-        self.drain_client(now, client);
+        let entry = ClientEntry {
+            key,
+            tx,
+            server,
+            branch: n,
+            destination,
+            request: forwarded,
+            armed: None,
+            give_up: None,
+        };
+        self.start_client(now, client, entry);
         Ok(())
     }
 
