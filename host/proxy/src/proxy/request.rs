@@ -134,17 +134,12 @@ impl Proxy {
         };
 
         // Now stateful: a server transaction absorbs retransmissions from here on.
-        let id = self.alloc_id();
         let reliable = inc.transport.is_reliable();
         let tx = if method == Method::Invite {
             ServerTx::Invite(InviteServer::new(now, self.config.timers, reliable))
         } else {
             ServerTx::NonInvite(NonInviteServer::new(now, self.config.timers, reliable))
         };
-        let reply_to = msg
-            .top_via()
-            .map(|v| next_hop::response_destination(&v, inc.source))
-            .unwrap_or(inc.source);
         let is_invite = method == Method::Invite;
         let ctx = Context {
             request: inc.data.slice(..msg.len()),
@@ -163,17 +158,7 @@ impl Proxy {
             final_sent: false,
             cancelled: false,
         };
-        self.servers.insert(
-            id,
-            ServerEntry {
-                key: key.clone(),
-                tx,
-                reply: (reply_to, inc.transport, inc.flow),
-                ctx: Some(Box::new(ctx)),
-                armed: None,
-            },
-        );
-        self.server_index.insert(key, id);
+        let id = self.start_server(msg, inc, key, tx, Some(Box::new(ctx)));
         if is_invite {
             // §16.2: 100 Trying right away stops the caller's retransmissions.
             self.respond_local(now, id, msg, inc.source, 100, reason_phrase(100));
@@ -215,28 +200,12 @@ impl Proxy {
         let Some(&invite_id) = self.server_index.get(&invite_key) else {
             return self.forward_stateless(msg, inc);
         };
-        let id = self.alloc_id();
-        let key = server_key(msg, Method::Cancel);
         let tx = ServerTx::NonInvite(NonInviteServer::new(
             now,
             self.config.timers,
             inc.transport.is_reliable(),
         ));
-        let reply_to = msg
-            .top_via()
-            .map(|v| next_hop::response_destination(&v, inc.source))
-            .unwrap_or(inc.source);
-        self.servers.insert(
-            id,
-            ServerEntry {
-                key: key.clone(),
-                tx,
-                reply: (reply_to, inc.transport, inc.flow),
-                ctx: None,
-                armed: None,
-            },
-        );
-        self.server_index.insert(key, id);
+        let id = self.start_server(msg, inc, server_key(msg, Method::Cancel), tx, None);
         self.respond_local(now, id, msg, inc.source, 200, reason_phrase(200));
 
         let Some(ctx) = self
@@ -307,6 +276,33 @@ impl Proxy {
             give_up: None,
         };
         self.start_client(now, client, entry);
+    }
+
+    /// Registers a server transaction under its key; responses go where
+    /// RFC 3261 §18.2.2 says for the request's top Via and source.
+    fn start_server(
+        &mut self,
+        msg: &Message<'_>,
+        inc: &Incoming,
+        key: Vec<u8>,
+        tx: ServerTx,
+        ctx: Option<Box<Context>>,
+    ) -> TxId {
+        let id = self.alloc_id();
+        let reply_to = msg
+            .top_via()
+            .map(|v| next_hop::response_destination(&v, inc.source))
+            .unwrap_or(inc.source);
+        let entry = ServerEntry {
+            key: key.clone(),
+            tx,
+            reply: (reply_to, inc.transport, inc.flow),
+            ctx,
+            armed: None,
+        };
+        self.servers.insert(id, entry);
+        self.server_index.insert(key, id);
+        id
     }
 
     /// Registers a client transaction under its branch and sends its first message.
