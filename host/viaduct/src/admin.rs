@@ -1,5 +1,5 @@
 //! The admin HTTP port: `POST /reload`, `GET /health/live`, `GET /health/ready`,
-//! `GET /status`. A few fixed routes on HTTP/1.1 with `Connection: close`:
+//! `GET /status` (with the flood guard's drops by reason). A few fixed routes on HTTP/1.1 with `Connection: close`:
 //! small enough that a server crate would cost more than it saves.
 
 use crate::reload::Reloader;
@@ -14,6 +14,8 @@ use tokio::net::{TcpListener, TcpStream};
 pub struct AdminState {
     pub reloader: Option<Arc<Reloader>>,
     pub workers: Arc<WorkerStatus>,
+    /// The flood guards' drop counters.
+    pub flood: Arc<crate::flood::FloodCounters>,
 }
 
 /// Serves the admin port until the process exits.
@@ -94,6 +96,14 @@ async fn route(method: &[u8], path: &[u8], state: &AdminState) -> (u16, String) 
                 "draining: {}\npolicy_version: {}\n",
                 state.workers.draining.load(Ordering::Relaxed),
                 version.map_or("none".into(), |v| format!("{} ({})", v.id, v.hash)),
+            );
+            let flood = state.flood.snapshot();
+            for (reason, n) in flood.drops {
+                s += &format!("dropped_{}: {n}\n", reason.as_str());
+            }
+            s += &format!(
+                "flood_banned_sources: {}\nflood_bans: {}\nflood_tracked_sources: {}\nflood_untracked: {}\n",
+                flood.banned_sources, flood.bans, flood.tracked_sources, flood.untracked
             );
             if let Some(st) = stats {
                 s += &format!(

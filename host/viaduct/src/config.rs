@@ -26,6 +26,49 @@ pub struct Config {
     pub policy: PolicySection,
     /// `[admin]`
     pub admin: Admin,
+    /// `[limits]`
+    pub limits: Limits,
+}
+
+/// `[limits]`: the flood guard in front of the parser (see `flood.rs`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Off: no rate, size or header limit at the door.
+    pub enabled: bool,
+    /// Sampling window per source, in milliseconds.
+    pub window_ms: u64,
+    /// Messages from one source IP in one window that get it banned; 0 = no rate limit.
+    pub max_messages: u32,
+    /// Ban length in milliseconds, extended while the source keeps its rate.
+    pub ban_ms: u64,
+    /// Largest message admitted on any transport, in bytes.
+    pub max_message_bytes: usize,
+    /// Most header lines admitted.
+    pub max_headers: usize,
+    /// Source IPs tracked at most (memory bound); sources past it are admitted untracked.
+    pub max_sources: usize,
+    /// CIDRs exempt from the rate limit (trusted trunks, your own load balancers).
+    pub allow: Vec<String>,
+    /// At most one drop log line per source per this interval, in milliseconds.
+    pub log_interval_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        let d = crate::flood::FloodSettings::default();
+        Limits {
+            enabled: d.enabled,
+            window_ms: d.window.as_millis() as u64,
+            max_messages: d.max_messages,
+            ban_ms: d.ban.as_millis() as u64,
+            max_message_bytes: d.max_message_bytes,
+            max_headers: d.max_headers,
+            max_sources: d.max_sources,
+            allow: Vec::new(),
+            log_interval_ms: d.log_interval.as_millis() as u64,
+        }
+    }
 }
 
 /// `[policy]`: the Wasm routing policy.
@@ -235,6 +278,15 @@ impl Config {
                 bail!("policy.trusted_sources: {cidr:?} is not an IP address or CIDR");
             }
         }
+        let l = &self.limits;
+        if l.window_ms == 0 || l.ban_ms == 0 || l.max_sources == 0 || l.max_message_bytes == 0 {
+            bail!("limits.window_ms, limits.ban_ms, limits.max_sources and limits.max_message_bytes must be > 0");
+        }
+        for cidr in &l.allow {
+            if viaduct_policy::parse_cidr(cidr).is_none() {
+                bail!("limits.allow: {cidr:?} is not an IP address or CIDR");
+            }
+        }
         if !self.admin.listen.is_empty() {
             self.admin
                 .listen
@@ -317,6 +369,37 @@ impl Config {
             .collect()
     }
 
+    /// The flood guard's settings from `[limits]`.
+    pub fn flood_settings(&self) -> crate::flood::FloodSettings {
+        let l = &self.limits;
+        crate::flood::FloodSettings {
+            enabled: l.enabled,
+            window: Duration::from_millis(l.window_ms),
+            max_messages: l.max_messages,
+            ban: Duration::from_millis(l.ban_ms),
+            max_message_bytes: l.max_message_bytes,
+            max_headers: l.max_headers,
+            max_sources: l.max_sources,
+            allow: {
+                let networks: Vec<_> = l
+                    .allow
+                    .iter()
+                    .filter_map(|c| viaduct_policy::parse_cidr(c))
+                    .collect();
+                if networks.is_empty() {
+                    crate::flood::Allowlist::default()
+                } else {
+                    crate::flood::Allowlist::new(move |ip| {
+                        networks
+                            .iter()
+                            .any(|&(net, bits)| viaduct_policy::cidr_contains(net, bits, ip))
+                    })
+                }
+            },
+            log_interval: Duration::from_millis(l.log_interval_ms),
+        }
+    }
+
     /// The built-in router's targets.
     pub fn targets(&self) -> Vec<Target> {
         self.routing.targets.iter().map(Target::new).collect()
@@ -355,6 +438,8 @@ mod tests {
             .to_string()
             .contains("routing.targets"));
         assert!(toml::from_str::<Config>("[server]\nlisen = []").is_err());
+        let c: Config = toml::from_str("[limits]\nallow = [\"10.0.0.0/33\"]").unwrap();
+        assert!(c.check().unwrap_err().to_string().contains("limits.allow"));
         assert!("sctp:127.0.0.1:5060".parse::<ListenAddr>().is_err());
         assert_eq!(
             "udp:[::1]:5070".parse::<ListenAddr>().unwrap().addr,

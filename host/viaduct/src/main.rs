@@ -6,6 +6,7 @@
 
 mod admin;
 mod config;
+mod flood;
 mod reload;
 mod transport;
 mod worker;
@@ -130,7 +131,9 @@ fn run(cli: Cli) -> Result<()> {
 async fn serve(config: Config, workers: usize) -> Result<()> {
     let listen: Vec<ListenAddr> = config.listeners()?;
     let (dispatcher, receivers) = worker::channels(workers);
-    let connections = Arc::new(transport::Connections::default());
+    let flood_counters = Arc::new(flood::FloodCounters::default());
+    let flood_guard = || flood::FloodGuard::new(config.flood_settings(), flood_counters.clone());
+    let connections = Arc::new(transport::Connections::with_flood_guard(flood_guard()));
     // One SO_REUSEPORT socket per worker and UDP listener; worker 0 binds
     // first so a port 0 resolves once and the others join it.
     let mut udp: Vec<Vec<std::net::UdpSocket>> = (0..workers).map(|_| Vec::new()).collect();
@@ -206,6 +209,7 @@ async fn serve(config: Config, workers: usize) -> Result<()> {
             connections: connections.clone(),
             status: status.clone(),
             max_message: config.server.max_message_size,
+            flood: flood_guard(),
         };
         std::thread::Builder::new()
             .name(format!("worker-{index}"))
@@ -239,6 +243,7 @@ async fn serve(config: Config, workers: usize) -> Result<()> {
         let state = admin::AdminState {
             reloader: reloader.clone(),
             workers: status.clone(),
+            flood: flood_counters.clone(),
         };
         admin::serve(addr, Arc::new(state)).await?;
     }

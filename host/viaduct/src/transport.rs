@@ -10,6 +10,7 @@
 //! large request goes over UDP (IP fragmentation on a real network), and a
 //! next hop that wants TCP says so with `;transport=tcp`.
 
+use crate::flood::FloodGuard;
 use crate::worker::Dispatcher;
 use anyhow::{Context as _, Result};
 use bytes::{Bytes, BytesMut};
@@ -61,15 +62,35 @@ pub fn bind_tcp(addr: SocketAddr) -> Result<TcpListener> {
     Ok(TcpListener::from_std(socket.into())?)
 }
 
-/// Open stream connections, by id and by remote address, for replies and reuse.
+/// Open stream connections, by id and by remote address, for replies and
+/// reuse, and the flood guard every stream message passes first.
 #[derive(Default)]
 pub struct Connections {
     next: AtomicU64,
     by_id: Mutex<HashMap<FlowId, mpsc::Sender<Bytes>>>,
     by_addr: Mutex<HashMap<SocketAddr, FlowId>>,
+    /// Shared by all connections (stream traffic is light next to UDP; one lock per message).
+    flood: Mutex<Option<FloodGuard>>,
 }
 
 impl Connections {
+    /// Connections whose messages pass `flood` before they reach a worker.
+    pub fn with_flood_guard(flood: FloodGuard) -> Self {
+        Connections {
+            flood: Mutex::new(Some(flood)),
+            ..Connections::default()
+        }
+    }
+
+    fn admit(&self, peer: SocketAddr, data: &[u8]) -> bool {
+        match lock(&self.flood).as_mut() {
+            Some(guard) => guard
+                .admit(std::time::Instant::now(), peer.ip(), data)
+                .is_admit(),
+            None => true,
+        }
+    }
+
     fn register(&self, peer: SocketAddr, tx: mpsc::Sender<Bytes>) -> FlowId {
         let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         lock(&self.by_id).insert(id, tx);
@@ -235,6 +256,9 @@ fn spawn_connection(
             match viaduct_sip::frame_stream(&buf, max_message) {
                 Ok(Some(len)) => {
                     let data = buf.split_to(len).freeze();
+                    if !connections.admit(peer, &data) {
+                        continue;
+                    }
                     dispatcher.dispatch(Incoming {
                         data,
                         source: peer,

@@ -83,6 +83,8 @@ pub struct Worker {
     pub connections: Arc<Connections>,
     pub status: Arc<WorkerStatus>,
     pub max_message: usize,
+    /// This worker's flood guard, for the datagrams its sockets read.
+    pub flood: crate::flood::FloodGuard,
 }
 
 /// Runs a worker on the current (single-threaded) runtime until its channel closes.
@@ -96,6 +98,7 @@ pub async fn run(w: Worker) -> anyhow::Result<()> {
         connections,
         status,
         max_message,
+        mut flood,
     } = w;
     let mut sockets: Vec<(SocketAddr, Arc<UdpSocket>)> = Vec::new();
     for s in udp {
@@ -125,6 +128,12 @@ pub async fn run(w: Worker) -> anyhow::Result<()> {
                 match socket.try_recv_from(&mut buf) {
                     Ok((n, source)) => {
                         progressed = true;
+                        if !flood
+                            .admit(Instant::now(), source.ip(), &buf[..n])
+                            .is_admit()
+                        {
+                            continue;
+                        }
                         let data = bytes::Bytes::copy_from_slice(&buf[..n]);
                         let incoming = Incoming {
                             data,
