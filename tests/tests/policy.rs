@@ -970,3 +970,82 @@ fn sighup_reloads() {
         "expected v1, v1 (file changed, watch = false, no SIGHUP), then v2 after SIGHUP"
     );
 }
+
+/// scanner-block: a request whose User-Agent names a scanner gets no answer
+/// and reaches no one; the same request from a phone is forwarded, and a
+/// SIPp call through the policy completes.
+#[test]
+fn scanner_block_drops_scanners_silently() {
+    let dir = PolicyDir::new();
+    let next_hop = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let hop = next_hop.local_addr().expect("addr");
+    let proxy = Viaduct::start(&dir.config("", &policy_wasm("scanner-block"), "", ""));
+    let scanner = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let me = scanner.local_addr().expect("addr");
+    // svmap/svwar-style probes: an OPTIONS and a REGISTER for an extension.
+    let request = |method: &str, n: u32, user_agent: &str| {
+        format!(
+            "{method} sip:100@{hop} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {me};branch=z9hG4bK-scan-{n};rport\r\n\
+             Max-Forwards: 70\r\n\
+             From: \"100\" <sip:100@{hop}>;tag=scan{n}\r\n\
+             To: \"100\" <sip:100@{hop}>\r\n\
+             Call-ID: scan-{n}@{me}\r\n\
+             CSeq: 1 {method}\r\n\
+             Contact: <sip:100@{me}>\r\n\
+             User-Agent: {user_agent}\r\n\
+             Accept: application/sdp\r\n\
+             Content-Length: 0\r\n\r\n"
+        )
+    };
+    let scanners = [
+        ("OPTIONS", "friendly-scanner"),
+        ("REGISTER", "friendly-scanner"),
+        ("OPTIONS", "SIPVicious/0.3.4"),
+        ("INVITE", "sipcli/v1.8"),
+    ];
+    for (n, (method, ua)) in scanners.iter().enumerate() {
+        let msg = request(method, n as u32, ua);
+        scanner
+            .send_to(msg.as_bytes(), proxy.udp_addr())
+            .expect("send");
+    }
+    let answers = recv_all(&scanner, Duration::from_millis(500)).expect("recv");
+    let leaked = recv_all(&next_hop, Duration::from_millis(100)).expect("recv");
+    assert!(
+        answers.is_empty() && leaked.is_empty(),
+        "scanners must get silence: {} answers, {} forwarded\n{:?}",
+        answers.len(),
+        leaked.len(),
+        answers
+            .iter()
+            .map(|(_, m)| String::from_utf8_lossy(m)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_owned())
+            .collect::<Vec<_>>()
+    );
+    // The same OPTIONS from a phone is relayed to the Request-URI.
+    let phone = request("OPTIONS", 99, "Linphone/5.2.0 (belle-sip/5.2.0)");
+    scanner
+        .send_to(phone.as_bytes(), proxy.udp_addr())
+        .expect("send");
+    let forwarded = recv_all(&next_hop, Duration::from_millis(500)).expect("recv");
+    assert!(
+        forwarded
+            .iter()
+            .any(|(_, m)| String::from_utf8_lossy(m).starts_with("OPTIONS sip:100@")),
+        "a phone's OPTIONS must be relayed; the next hop got {} datagrams",
+        forwarded.len()
+    );
+    // And a call placed by SIPp (User-Agent-less) completes.
+    let uas = callee(5);
+    let caller = room_caller(&proxy, uas.addr())
+        .calls(5)
+        .rate(10)
+        .spawn()
+        .wait();
+    assert_all_calls_ok(&caller, 5);
+    assert_all_calls_ok(&uas.wait(), 5);
+}
