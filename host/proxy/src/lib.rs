@@ -5,6 +5,8 @@
 //! of quinn-proto). The runtime in `host/viaduct` is the thin async shell.
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+#[doc(hidden)]
+pub mod fuzz;
 pub mod proxy;
 pub mod router;
 pub mod transaction;
