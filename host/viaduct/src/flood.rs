@@ -417,7 +417,7 @@ impl FloodGuard {
     }
 }
 
-/// Header lines before the blank line, counting at most `cap + 1`.
+/// Header lines before the blank line (the start line not counted), counting at most `cap + 1`.
 fn header_lines(data: &[u8], cap: usize) -> usize {
     let mut lines = 0;
     let mut last = 0;
@@ -429,7 +429,8 @@ fn header_lines(data: &[u8], cap: usize) -> usize {
         }
         last = nl + 1;
         lines += 1;
-        if lines > cap {
+        // The start line plus one header past the cap is enough to decide.
+        if lines > cap.saturating_add(1) {
             break;
         }
     }
