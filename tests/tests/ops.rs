@@ -59,13 +59,16 @@ fn metrics_count_the_calls_exactly() {
     let body = scrape_until(&proxy, |b| {
         sample(b, "viaduct_requests_received_total{method=\"BYE\"}") == Some(40.0)
     });
+    let probes =
+        sample(&body, "viaduct_requests_received_total{method=\"OPTIONS\"}").unwrap_or(0.0);
+    assert!(probes >= 1.0, "the readiness probe is an OPTIONS\n{body}");
     let expect = [
         ("viaduct_requests_received_total{method=\"INVITE\"}", 40.0),
         ("viaduct_requests_received_total{method=\"ACK\"}", 40.0),
         ("viaduct_requests_received_total{method=\"BYE\"}", 40.0),
         ("viaduct_requests_received_total{method=\"other\"}", 0.0),
-        // 200 to INVITE and to BYE, forwarded up.
-        ("viaduct_responses_sent_total{class=\"2xx\"}", 80.0),
+        // 200 to INVITE and to BYE, forwarded up, and ours to the harness's OPTIONS probes.
+        ("viaduct_responses_sent_total{class=\"2xx\"}", 80.0 + probes),
         ("viaduct_responses_received_total{class=\"2xx\"}", 80.0),
         // Our 100 Trying and the callee's 180.
         ("viaduct_responses_sent_total{class=\"1xx\"}", 80.0),
