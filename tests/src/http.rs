@@ -22,12 +22,23 @@ pub struct HttpResponse {
 
 /// Sends `METHOD path` with an empty body to `addr` and reads the answer.
 pub fn http_request(addr: SocketAddr, method: &str, path: &str) -> Result<HttpResponse> {
+    http_request_with(addr, method, path, &[])
+}
+
+/// [`http_request`] with extra header lines (`Name: value`, no CRLF).
+pub fn http_request_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+) -> Result<HttpResponse> {
     let mut stream = TcpStream::connect_timeout(&addr, HTTP_BOUND)
         .with_context(|| format!("connecting to http://{addr}"))?;
     stream.set_read_timeout(Some(HTTP_BOUND))?;
     stream.set_write_timeout(Some(HTTP_BOUND))?;
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n"
     );
     stream.write_all(request.as_bytes())?;
     let mut raw = Vec::new();

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-pub use http::{http_request, HttpResponse, HTTP_BOUND};
+pub use http::{http_request, http_request_with, HttpResponse, HTTP_BOUND};
 pub use sipp::{Role, Sipp, SippProcess, SippRun, TracedMessage};
 pub use viaduct::Viaduct;
 pub use wire::{header_value, header_values, options_ping, recv_all, status_code};

@@ -305,6 +305,17 @@ impl Viaduct {
         tail(&self.log, n)
     }
 
+    /// Waits up to `bound` for the process to exit on its own (after a
+    /// signal sent with [`Viaduct::send_signal`]); `None` if it is still running.
+    pub fn wait_exit(&mut self, bound: Duration) -> Option<ExitStatus> {
+        let child = self.child.as_mut()?;
+        let status = wait_bounded(child, bound);
+        if status.is_some() {
+            self.child = None;
+        }
+        status
+    }
+
     /// Sends SIGTERM and waits up to [`STOP_BOUND`] for the exit status.
     /// Panics (after SIGKILL, with the log) if the process does not exit in time.
     pub fn stop_gracefully(&mut self) -> ExitStatus {

@@ -127,16 +127,20 @@ fn a_flooder_is_banned_and_calls_from_others_all_complete() {
         "expected one ban line for 127.0.0.2 naming limits.allow, got {bans:#?}"
     );
     let status = proxy.admin("GET", "/status");
-    let field = |name: &str| -> u64 {
-        status
-            .body
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(": ")?.parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in /status:\n{}", status.body))
-    };
-    let dropped = field("dropped_flood_banned");
-    assert_eq!(field("flood_bans"), 1, "{}", status.body);
-    assert_eq!(field("flood_banned_sources"), 1, "{}", status.body);
+    let v: serde_json::Value = serde_json::from_str(&status.body)
+        .unwrap_or_else(|e| panic!("/status is not JSON ({e}): {}", status.body));
+    let flood_status = &v["flood"];
+    let dropped = flood_status["dropped"]["flood_banned"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no flood.dropped.flood_banned in /status: {}", status.body));
+    assert_eq!(flood_status["bans"], 1, "{}", status.body);
+    assert_eq!(flood_status["banned_sources"], 1, "{}", status.body);
+    let metrics = proxy.admin("GET", "/metrics").body;
+    let line = format!("viaduct_messages_dropped_total{{reason=\"flood_banned\"}} {dropped}");
+    assert!(
+        metrics.lines().any(|l| l == line) && metrics.lines().any(|l| l == "viaduct_flood_banned_sources 1"),
+        "/metrics should show {line:?} and one banned source:\n{metrics}"
+    );
     // Everything after the first 1500 in its window was dropped unanswered:
     // at most 1500 admitted, so at most 750 OPTIONS answered.
     assert!(

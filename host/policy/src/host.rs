@@ -83,6 +83,8 @@ pub struct Version {
     pub id: u64,
     /// First 12 hex digits of the file's SHA-256.
     pub hash: String,
+    /// When it was loaded.
+    pub loaded_at: std::time::SystemTime,
     pub(crate) pre: PolicyPre<State>,
 }
 
@@ -105,6 +107,10 @@ pub struct PolicyHost {
     next_id: AtomicU64,
     /// Counters for logs and metrics.
     pub stats: crate::PolicyStats,
+    /// Each worker's call counters (locked when a router is made and when scraped).
+    workers: std::sync::Mutex<Vec<Arc<crate::WorkerCalls>>>,
+    /// The last refusal's message, for the admin status.
+    last_error: std::sync::Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for PolicyHost {
@@ -136,6 +142,8 @@ impl PolicyHost {
             current: ArcSwapOption::empty(),
             next_id: AtomicU64::new(1),
             stats: Default::default(),
+            workers: Default::default(),
+            last_error: Default::default(),
         });
         // The ticker holds only a weak reference to the engine's epoch through a clone; it
         // lives as long as the process (one thread, one atomic increment per ms).
@@ -146,6 +154,37 @@ impl PolicyHost {
                 engine.increment_epoch();
             })?;
         Ok(host)
+    }
+
+    /// Call counters for a new worker's router.
+    pub(crate) fn register_worker(&self) -> Arc<crate::WorkerCalls> {
+        let calls = Arc::new(crate::WorkerCalls::default());
+        let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+        workers.push(calls.clone());
+        calls
+    }
+
+    /// Policy calls so far, summed over workers, by version.
+    pub fn calls(&self) -> Vec<crate::VersionCalls> {
+        let workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+        crate::calls::totals(&workers)
+    }
+
+    /// Why the last reload was refused, if it was (cleared by a successful one).
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The policy's name: the file name without `.wasm`.
+    pub fn name(&self) -> String {
+        self.settings
+            .file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
     }
 
     /// The version serving new requests.
@@ -185,6 +224,7 @@ impl PolicyHost {
             Ok(v) => {
                 self.current.store(Some(v.clone()));
                 self.stats.reloads_ok.fetch_add(1, Ordering::Relaxed);
+                *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 tracing::info!(
                     file = %self.settings.file.display(),
                     version = v.id,
@@ -195,6 +235,7 @@ impl PolicyHost {
             }
             Err(e) => {
                 self.stats.reloads_failed.fetch_add(1, Ordering::Relaxed);
+                *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
                 let serving = self.current().map(|v| v.id);
                 tracing::error!(error = %e, serving_version = ?serving, "policy refused; the previous version keeps serving");
             }
@@ -225,7 +266,12 @@ impl PolicyHost {
         let pre = self.linker.instantiate_pre(&component).map_err(link)?;
         let pre = PolicyPre::new(pre).map_err(link)?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let version = Arc::new(Version { id, hash, pre });
+        let version = Arc::new(Version {
+            id,
+            hash,
+            loaded_at: std::time::SystemTime::now(),
+            pre,
+        });
         // Validate: instantiate and init exactly as a worker will.
         let init = |message: String| LoadError::Init {
             path: path.into(),

@@ -24,17 +24,20 @@
 //! for policies that must not keep state between calls.
 //!
 //! Not here: watching files and signals (the binary does that and calls
-//! `reload`), SIP itself (the proxy core), Prometheus export.
+//! `reload`), SIP itself (the proxy core), Prometheus export (the binary
+//! renders [`PolicyHost::calls`] and [`PolicyStats`]).
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 mod bindings;
 mod cache;
+mod calls;
 mod host;
 mod kv;
 mod request;
 mod router;
 mod state;
 
+pub use calls::{CallOutcome, VersionCalls, WorkerCalls, DURATION_BUCKETS, VERSION_SLOTS};
 pub use host::{FailAction, LoadError, PolicyHost, PolicySettings, Version};
 pub use router::{InstanceStrategy, PolicyRouter, UNTRUSTED_HEADERS};
 pub use state::Shared;
@@ -42,13 +45,9 @@ pub use state::Shared;
 use std::net::IpAddr;
 use std::sync::atomic::AtomicU64;
 
-/// Counters of the policy host.
+/// Reload counters of the policy host (calls are counted per worker, see [`WorkerCalls`]).
 #[derive(Debug, Default)]
 pub struct PolicyStats {
-    /// Policy calls made.
-    pub calls: AtomicU64,
-    /// Calls that trapped, timed out or ran out of memory.
-    pub failures: AtomicU64,
     /// Versions loaded.
     pub reloads_ok: AtomicU64,
     /// Versions refused.

@@ -10,12 +10,12 @@ use crate::bindings::{Decision as WitDecision, Policy, WitTransport};
 use crate::host::{PolicyHost, Version};
 use crate::request::RequestView;
 use crate::state::State;
+use crate::CallOutcome;
 use crate::{describe_trap, FailAction};
 use bytes::Bytes;
 use std::net::IpAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use viaduct_proxy::{Decision, RouteRequest, Router, Target, Transport};
 use wasmtime::component::Resource;
 use wasmtime::Store;
@@ -49,17 +49,19 @@ pub struct PolicyRouter {
     trusted: Arc<Vec<(IpAddr, u8)>>,
     hidden: Vec<String>,
     strategy: InstanceStrategy,
+    calls: Arc<crate::WorkerCalls>,
 }
 
 impl PolicyRouter {
     /// A router for one worker. `trusted` sources keep their X-Room-ID / X-Session-ID.
     pub fn new(host: Arc<PolicyHost>, trusted: Arc<Vec<(IpAddr, u8)>>) -> Self {
         PolicyRouter {
-            host,
             loaded: Vec::new(),
             trusted,
             hidden: UNTRUSTED_HEADERS.iter().map(|s| (*s).to_owned()).collect(),
             strategy: InstanceStrategy::PerWorker,
+            calls: host.register_worker(),
+            host,
         }
     }
 
@@ -70,7 +72,6 @@ impl PolicyRouter {
     }
 
     fn fail(&self, what: &str, version: &Version, err: &str) -> Decision {
-        self.host.stats.failures.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(version = version.id, hash = %version.hash, error = %err, "policy {what} failed; applying the fail action");
         match self.host.settings.fail_action {
             FailAction::Reject => Decision::Reject {
@@ -118,6 +119,19 @@ impl PolicyRouter {
         } else {
             "on-request"
         };
+        let started = Instant::now();
+        let (decision, outcome) = self.call_attempts(version, req, failure, what);
+        self.calls.record(version.id, outcome, started.elapsed());
+        decision
+    }
+
+    fn call_attempts(
+        &mut self,
+        version: &Arc<Version>,
+        req: &mut RouteRequest<'_, '_>,
+        failure: Option<u16>,
+        what: &str,
+    ) -> (Decision, CallOutcome) {
         let hidden: Vec<String> = if self.is_trusted(req.source.ip()) {
             Vec::new()
         } else {
@@ -131,7 +145,7 @@ impl PolicyRouter {
         for attempt in 0..2 {
             let idx = match self.instance_for(version) {
                 Ok(i) => i,
-                Err(e) => return self.fail(what, version, &e),
+                Err(e) => return (self.fail(what, version, &e), CallOutcome::Error),
             };
             let view = RequestView::new(
                 req.message,
@@ -144,20 +158,30 @@ impl PolicyRouter {
                 Ok((d, edits)) => {
                     req.edits = edits;
                     req.version = version.id;
-                    return convert(d);
+                    let outcome = outcome_of(&d);
+                    return (convert(d), outcome);
                 }
                 Err((e, timeout)) => {
                     // A trapped instance may hold broken state: never call it again.
                     self.loaded[idx].instance = None;
                     if timeout || attempt == 1 {
-                        return self.fail(what, version, first_error.as_deref().unwrap_or(&e));
+                        let outcome = if timeout {
+                            CallOutcome::Timeout
+                        } else {
+                            CallOutcome::Error
+                        };
+                        let err = first_error.as_deref().unwrap_or(e.as_str());
+                        return (self.fail(what, version, err), outcome);
                     }
                     tracing::info!(version = version.id, error = %e, "policy instance trapped; retrying once on a fresh one");
                     first_error = Some(e);
                 }
             }
         }
-        self.fail(what, version, "no attempt left")
+        (
+            self.fail(what, version, "no attempt left"),
+            CallOutcome::Error,
+        )
     }
 
     /// One call on the instance at `idx`; the error says whether it was the deadline.
@@ -178,7 +202,6 @@ impl PolicyRouter {
             .map_err(|e| (e.to_string(), false))?;
         let borrow = Resource::<RequestView>::new_borrow(own.rep());
         store.set_epoch_deadline(deadline);
-        self.host.stats.calls.fetch_add(1, Ordering::Relaxed);
         let result = match failure {
             None => policy.call_on_request(&mut *store, borrow),
             Some(code) => policy.call_on_failure(&mut *store, borrow, code),
@@ -232,6 +255,17 @@ impl Router for PolicyRouter {
             Some(v) => self.call(&v, req, Some(status)),
             None => Decision::Continue,
         }
+    }
+}
+
+fn outcome_of(d: &WitDecision) -> CallOutcome {
+    match d {
+        WitDecision::Forward(_) => CallOutcome::Forward,
+        WitDecision::Reject(_) => CallOutcome::Reject,
+        WitDecision::Redirect(_) => CallOutcome::Redirect,
+        WitDecision::Relay => CallOutcome::Relay,
+        WitDecision::Drop => CallOutcome::Drop,
+        WitDecision::Continue => CallOutcome::Continue,
     }
 }
 

@@ -11,7 +11,10 @@ pub mod proxy;
 pub mod router;
 pub mod transaction;
 
-pub use proxy::{FlowId, Incoming, Listener, Proxy, ProxyConfig, Stats, Transmit};
+pub use proxy::{
+    DropReason, FlowId, ForwardOutcome, Incoming, Listener, Proxy, ProxyConfig, Stats, StatusClass,
+    Transmit, METHODS,
+};
 pub use router::{
     Decision, RequestEdits, RouteRequest, Router, StaticRouter, Target, Transport,
     PROTECTED_HEADERS,

@@ -111,19 +111,42 @@ impl Default for PolicySection {
     }
 }
 
-/// `[admin]`: the HTTP admin port.
+/// `[admin]`: the HTTP admin port (see `admin.rs` for the routes).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Admin {
-    /// IP:PORT for `POST /reload`, `GET /health/live`, `GET /status`; empty = off.
+    /// IP:PORT; empty = off. `--admin` overrides it.
     pub listen: String,
+    /// Bearer token for every route but `/health/*`; required when `listen`
+    /// is not 127.0.0.1 or ::1. `VIADUCT_ADMIN_TOKEN` overrides it.
+    pub token: String,
 }
 
 impl Default for Admin {
     fn default() -> Self {
         Admin {
             listen: "127.0.0.1:9060".into(),
+            token: String::new(),
         }
+    }
+}
+
+/// The environment variable that overrides `admin.token` (keep secrets out of files).
+pub const ADMIN_TOKEN_ENV: &str = "VIADUCT_ADMIN_TOKEN";
+
+impl Admin {
+    /// The token, if one is set.
+    pub fn token(&self) -> Option<String> {
+        (!self.token.is_empty()).then(|| self.token.clone())
+    }
+}
+
+/// Loopback for the admin port means exactly 127.0.0.1 or ::1: other
+/// 127.0.0.0/8 addresses are often routed to containers or shared hosts.
+pub fn is_loopback_only(addr: &SocketAddr) -> bool {
+    match addr.ip() {
+        std::net::IpAddr::V4(ip) => ip == std::net::Ipv4Addr::LOCALHOST,
+        std::net::IpAddr::V6(ip) => ip == std::net::Ipv6Addr::LOCALHOST,
     }
 }
 
@@ -183,7 +206,8 @@ impl Default for TimersConfig {
 pub struct ProxySection {
     /// Record-Route initial INVITE and SUBSCRIBE so in-dialog requests come back through us.
     pub record_route: bool,
-    /// On SIGTERM, how long to let requests in flight finish before exiting.
+    /// On SIGTERM, how long to wait for requests in flight and calls up to
+    /// end before exiting anyway (a drain's bound).
     pub shutdown_grace_ms: u64,
 }
 
@@ -191,7 +215,8 @@ impl Default for ProxySection {
     fn default() -> Self {
         ProxySection {
             record_route: true,
-            shutdown_grace_ms: 5000,
+            // Kubernetes' default terminationGracePeriodSeconds.
+            shutdown_grace_ms: 30_000,
         }
     }
 }
@@ -237,10 +262,18 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config {}", path.display()))?;
-        let config: Config =
+        let mut config: Config =
             toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))?;
+        config.apply_env();
         config.check()?;
         Ok(config)
+    }
+
+    /// Environment overrides: `VIADUCT_ADMIN_TOKEN`.
+    pub fn apply_env(&mut self) {
+        if let Some(token) = std::env::var_os(ADMIN_TOKEN_ENV) {
+            self.admin.token = token.to_string_lossy().into_owned();
+        }
     }
 
     /// Checks what serde cannot: addresses, URIs, timer relations.
@@ -288,10 +321,15 @@ impl Config {
             }
         }
         if !self.admin.listen.is_empty() {
-            self.admin
-                .listen
-                .parse::<SocketAddr>()
-                .with_context(|| format!("admin.listen: {:?} is not IP:PORT", self.admin.listen))?;
+            let addr =
+                self.admin.listen.parse::<SocketAddr>().with_context(|| {
+                    format!("admin.listen: {:?} is not IP:PORT", self.admin.listen)
+                })?;
+            if !is_loopback_only(&addr) && self.admin.token.is_empty() {
+                bail!(
+                    "admin.listen {addr} is reachable from other hosts: set admin.token (or {ADMIN_TOKEN_ENV})"
+                );
+            }
         }
         for target in &self.routing.targets {
             let uri = viaduct_sip::Uri::parse(target.as_bytes())
@@ -441,6 +479,15 @@ mod tests {
         let c: Config = toml::from_str("[limits]\nallow = [\"10.0.0.0/33\"]").unwrap();
         assert!(c.check().unwrap_err().to_string().contains("limits.allow"));
         assert!("sctp:127.0.0.1:5060".parse::<ListenAddr>().is_err());
+        let open: Config = toml::from_str("[admin]\nlisten = \"127.0.0.2:9060\"").unwrap();
+        assert!(open
+            .check()
+            .unwrap_err()
+            .to_string()
+            .contains("admin.token"));
+        let open: Config =
+            toml::from_str("[admin]\nlisten = \"0.0.0.0:9060\"\ntoken = \"t\"").unwrap();
+        open.check().unwrap();
         assert_eq!(
             "udp:[::1]:5070".parse::<ListenAddr>().unwrap().addr,
             "[::1]:5070".parse().unwrap()

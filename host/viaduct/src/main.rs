@@ -6,7 +6,11 @@
 
 mod admin;
 mod config;
+mod ctl;
 mod flood;
+mod metrics;
+mod metrics_policy;
+mod ops;
 mod reload;
 mod transport;
 mod worker;
@@ -15,7 +19,6 @@ use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 use config::{Config, ListenAddr};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use viaduct_proxy::{Listener, Proxy, ProxyConfig, StaticRouter, Transport};
@@ -45,6 +48,9 @@ struct Cli {
     /// The routing policy component (overrides policy.file).
     #[arg(long, global = true)]
     policy: Option<PathBuf>,
+    /// The admin HTTP port, IP:PORT (overrides admin.listen; for `ctl`, the proxy to talk to).
+    #[arg(long, global = true)]
+    admin: Option<String>,
     /// Log level: error, warn, info, debug (SIP dumps of forwarded messages), trace (every message).
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -54,6 +60,11 @@ struct Cli {
 enum Command {
     /// Validate the config file and exit (non-zero with the reason when invalid).
     Check,
+    /// Talk to a running proxy's admin port (as kamcmd does).
+    Ctl {
+        #[command(subcommand)]
+        action: ctl::Action,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -81,8 +92,15 @@ fn main() -> std::process::ExitCode {
 fn load_config(cli: &Cli) -> Result<Config> {
     let mut config = match &cli.config {
         Some(path) => Config::load(path)?,
-        None => Config::default(),
+        None => {
+            let mut c = Config::default();
+            c.apply_env();
+            c
+        }
     };
+    if let Some(admin) = &cli.admin {
+        config.admin.listen = admin.clone();
+    }
     if !cli.listen.is_empty() {
         config.server.listen = cli.listen.clone();
     }
@@ -95,6 +113,14 @@ fn load_config(cli: &Cli) -> Result<Config> {
 
 fn run(cli: Cli) -> Result<()> {
     let config = load_config(&cli)?;
+    if let Some(Command::Ctl { action }) = cli.command {
+        let addr = config
+            .admin
+            .listen
+            .parse()
+            .context("ctl needs the admin port: --admin IP:PORT or admin.listen")?;
+        return ctl::run(action, addr, config.admin.token().as_deref());
+    }
     if let Some(Command::Check) = cli.command {
         // A policy is checked the way a reload does it: compile, link, instantiate, init.
         if let Some(settings) = config.policy_settings() {
@@ -170,10 +196,11 @@ async fn serve(config: Config, workers: usize) -> Result<()> {
             }
         }
     }
-    let status = Arc::new(worker::WorkerStatus {
-        draining: Default::default(),
-        pending: (0..workers).map(|_| AtomicUsize::new(0)).collect(),
-    });
+    let status = Arc::new(worker::WorkerStatus::new(workers));
+    let listener_names: Vec<String> = listeners
+        .iter()
+        .map(|l| format!("{}:{}", l.transport.uri_param(), l.addr))
+        .collect();
     let proxy_config = ProxyConfig {
         listeners,
         timers: config.transaction_timers(),
@@ -238,12 +265,19 @@ async fn serve(config: Config, workers: usize) -> Result<()> {
         }
         None => None,
     };
+    let ops = Arc::new(ops::Ops::new(
+        status.clone(),
+        dispatcher.clone(),
+        reloader.clone(),
+        flood_counters.clone(),
+        listener_names,
+    ));
     if !config.admin.listen.is_empty() {
         let addr = config.admin.listen.parse()?;
         let state = admin::AdminState {
-            reloader: reloader.clone(),
-            workers: status.clone(),
-            flood: flood_counters.clone(),
+            ops: ops.clone(),
+            registry: metrics::registry(ops.clone()),
+            token: config.admin.token(),
         };
         admin::serve(addr, Arc::new(state)).await?;
     }
@@ -254,22 +288,31 @@ async fn serve(config: Config, workers: usize) -> Result<()> {
         }
     }
 
-    wait_for_stop_signal().await?;
-    drain(
-        &status,
-        Duration::from_millis(config.proxy.shutdown_grace_ms),
-    )
-    .await;
+    if wait_for_stop_signal().await? == Stop::Now {
+        return Ok(());
+    }
+    drain(&ops, Duration::from_millis(config.proxy.shutdown_grace_ms)).await;
     Ok(())
 }
 
-async fn wait_for_stop_signal() -> Result<()> {
+#[derive(Debug, PartialEq, Eq)]
+enum Stop {
+    /// SIGTERM: drain, then exit.
+    Drain,
+    /// SIGINT: exit at once.
+    Now,
+}
+
+async fn wait_for_stop_signal() -> Result<Stop> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: draining"),
-        _ = int.recv() => tracing::info!("SIGINT: draining"),
+        _ = int.recv() => {
+            tracing::info!("SIGINT: stopping now");
+            return Ok(Stop::Now);
+        }
     }
     // A second signal stops at once.
     tokio::spawn(async move {
@@ -277,22 +320,20 @@ async fn wait_for_stop_signal() -> Result<()> {
         tracing::warn!("second signal: stopping now");
         std::process::exit(1);
     });
-    Ok(())
+    Ok(Stop::Drain)
 }
 
-/// New requests get 503; waits until requests in flight have their final answer or `grace` passes.
-async fn drain(status: &worker::WorkerStatus, grace: Duration) {
-    status.draining.store(true, Ordering::Relaxed);
+/// New dialogs get 503; waits until requests in flight have their final
+/// answer and the calls up have ended (their BYE came through), or `grace` passes.
+async fn drain(ops: &ops::Ops, grace: Duration) {
+    ops.set_draining();
     let start = Instant::now();
-    // Let every worker see the flag and report once.
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    // Let every worker see the flag and publish once (idle ones look every 250 ms).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut last = None;
     loop {
-        let pending: usize = status
-            .pending
-            .iter()
-            .map(|p| p.load(Ordering::Relaxed))
-            .sum();
-        if pending == 0 {
+        let left = ops.left();
+        if left.is_empty() {
             tracing::info!(
                 elapsed_ms = start.elapsed().as_millis() as u64,
                 "drained; exiting"
@@ -301,10 +342,15 @@ async fn drain(status: &worker::WorkerStatus, grace: Duration) {
         }
         if start.elapsed() >= grace {
             tracing::warn!(
-                pending,
-                "shutdown grace period over; exiting with requests in flight"
+                pending = left.pending,
+                dialogs = left.dialogs,
+                "shutdown grace period over; exiting with calls or requests in flight"
             );
             return;
+        }
+        if last != Some(left) {
+            tracing::info!(pending = left.pending, dialogs = left.dialogs, "draining");
+            last = Some(left);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

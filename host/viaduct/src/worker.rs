@@ -44,6 +44,12 @@ impl Dispatcher {
         }
     }
 
+    /// Messages waiting in the fullest worker queue (for readiness and metrics).
+    pub fn longest_queue(&self) -> usize {
+        let len = |w: &mpsc::Sender<Incoming>| w.max_capacity() - w.capacity();
+        self.workers.iter().map(len).max().unwrap_or(0)
+    }
+
     /// Sends a message to the worker owning its Call-ID.
     pub fn dispatch(&self, incoming: Incoming) {
         let shard = shard_of(&incoming.data, self.workers.len());
@@ -58,6 +64,19 @@ pub struct WorkerStatus {
     pub draining: AtomicBool,
     /// Per worker: requests forwarded and not finished (updated while draining).
     pub pending: Vec<AtomicUsize>,
+    /// Per worker: its counters, for `/metrics` and `/status` (see `metrics.rs`).
+    pub slots: Vec<Arc<crate::metrics::WorkerSlot>>,
+}
+
+impl WorkerStatus {
+    /// The status of `n` workers that have not started.
+    pub fn new(n: usize) -> Self {
+        WorkerStatus {
+            draining: Default::default(),
+            pending: (0..n).map(|_| AtomicUsize::new(0)).collect(),
+            slots: (0..n).map(|_| Default::default()).collect(),
+        }
+    }
 }
 
 /// Creates the dispatcher and the receiving ends for `n` workers.
@@ -114,6 +133,7 @@ pub async fn run(w: Worker) -> anyhow::Result<()> {
     let shards = status.pending.len();
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut draining = false;
+    let mut publisher = crate::metrics::Publisher::new(&status.slots, index);
     let sleep = tokio::time::sleep_until(tokio::time::Instant::now());
     tokio::pin!(sleep);
     loop {
@@ -168,6 +188,7 @@ pub async fn run(w: Worker) -> anyhow::Result<()> {
         if draining {
             status.pending[index].store(proxy.pending_requests(), Ordering::Relaxed);
         }
+        publisher.publish(&proxy, progressed);
         if progressed {
             continue;
         }

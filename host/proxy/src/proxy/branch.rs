@@ -50,6 +50,13 @@ pub(crate) fn dialog_hash(msg: &Message<'_>) -> u64 {
     h.0
 }
 
+/// The Call-ID alone: the key of a call up (see `dialogs.rs`).
+pub(crate) fn call_id_hash(call_id: &[u8]) -> u64 {
+    let mut h = Fnv::new();
+    h.write(call_id);
+    h.0
+}
+
 /// The hash for a request forwarded without a transaction (ACK for 2xx, CANCEL
 /// with no context): also covers the previous hop's branch so retransmissions
 /// get the same branch and distinct ACKs do not.

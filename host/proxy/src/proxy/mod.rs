@@ -34,10 +34,12 @@
 
 mod branch;
 mod context;
+mod dialogs;
 mod next_hop;
 mod reply;
 mod request;
 mod response;
+mod stats;
 mod timers;
 
 use crate::router::{Router, Transport};
@@ -51,7 +53,11 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use timers::{TimerHeap, TimerKey};
 
+pub use dialogs::{DIALOG_TTL, MAX_DIALOGS};
 pub use reply::reason_phrase;
+pub use stats::{
+    DropReason, ForwardOutcome, Stats, StatusClass, TargetStats, MAX_TARGETS, METHODS,
+};
 
 /// Identifies a stream connection in the runtime, so responses and in-dialog
 /// requests go back over the connection a request came in on.
@@ -103,25 +109,6 @@ pub struct Transmit {
     pub transport: Transport,
     /// Send over this connection when it is still open (responses, RFC 3261 §18.2.2).
     pub flow: Option<FlowId>,
-}
-
-/// Counters the runtime exports (per worker, summed by the reader).
-#[derive(Debug, Clone, Default)]
-pub struct Stats {
-    /// Requests received (parsed).
-    pub requests: u64,
-    /// Responses received (parsed).
-    pub responses: u64,
-    /// Messages that did not parse or validate.
-    pub malformed: u64,
-    /// Responses dropped: not ours, or unparsable.
-    pub dropped_responses: u64,
-    /// Request retransmissions absorbed by a server transaction.
-    pub absorbed_retransmissions: u64,
-    /// Calls answered by the proxy itself with a failure (4xx-6xx it generated).
-    pub local_failures: u64,
-    /// Branches that timed out (Timer B/F/C).
-    pub branch_timeouts: u64,
 }
 
 type TxId = u64;
@@ -176,6 +163,7 @@ pub struct Proxy {
     transmits: VecDeque<Transmit>,
     next_id: TxId,
     stats: Stats,
+    dialogs: dialogs::LiveDialogs,
     /// Random part of the To tags this proxy writes in its own answers.
     tag_seed: u64,
     draining: bool,
@@ -204,6 +192,7 @@ impl Proxy {
             transmits: VecDeque::new(),
             next_id: 1,
             stats: Stats::default(),
+            dialogs: Default::default(),
             tag_seed: rand::random(),
             draining: false,
         }
@@ -224,22 +213,23 @@ impl Proxy {
         let data = incoming.data.clone();
         match viaduct_sip::Message::parse(&data, framing) {
             Ok(msg) if msg.is_request() => {
-                self.stats.requests += 1;
+                self.stats
+                    .request(msg.method().unwrap_or(viaduct_sip::Method::Other("")));
                 self.handle_request(now, &msg, &incoming);
             }
             Ok(msg) => {
-                self.stats.responses += 1;
+                if let Some(code) = msg.status() {
+                    self.stats.response_received(code);
+                }
                 self.handle_response(now, &msg);
             }
-            Err(e) => {
-                self.stats.malformed += 1;
-                self.answer_unparsable(&incoming, e);
-            }
+            Err(e) => self.answer_unparsable(&incoming, e),
         }
     }
 
     /// Fires every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.dialogs.sweep(now);
         while let Some(key) = self.timers.pop_due(now) {
             match key {
                 TimerKey::Server(id) => self.server_timeout(now, id),
@@ -262,6 +252,18 @@ impl Proxy {
     /// Counters so far.
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// Counts a message the runtime dropped before it reached the proxy
+    /// (a full worker queue, the flood guard): every drop has its reason.
+    pub fn record_drop(&mut self, reason: DropReason) {
+        self.stats.drop(reason);
+    }
+
+    /// Calls up: established through us (2xx to an initial INVITE) and not
+    /// yet ended by a BYE. What a drain waits for besides [`Proxy::pending_requests`].
+    pub fn live_dialogs(&self) -> usize {
+        self.dialogs.len()
     }
 
     /// Stops taking new dialogs and out-of-dialog requests (503 with
@@ -330,18 +332,20 @@ impl Proxy {
 
     // ---- server transactions -------------------------------------------------
 
-    fn drain_server(&mut self, id: TxId) {
+    /// Queues what a server transaction has to send; returns how many messages.
+    fn flush_server(&mut self, id: TxId) -> u64 {
         let Some(entry) = self.servers.get_mut(&id) else {
-            return;
+            return 0;
         };
         let (dest, transport, flow) = entry.reply;
-        let mut terminated = false;
+        let mut sent = 0;
         loop {
             let data = match &mut entry.tx {
                 ServerTx::Invite(tx) => tx.poll_transmit(),
                 ServerTx::NonInvite(tx) => tx.poll_transmit(),
             };
             let Some(data) = data else { break };
+            sent += 1;
             self.transmits.push_back(Transmit {
                 data,
                 destination: dest,
@@ -349,6 +353,15 @@ impl Proxy {
                 flow,
             });
         }
+        sent
+    }
+
+    fn drain_server(&mut self, id: TxId) {
+        self.flush_server(id);
+        let Some(entry) = self.servers.get_mut(&id) else {
+            return;
+        };
+        let mut terminated = false;
         loop {
             let ev = match &mut entry.tx {
                 ServerTx::Invite(tx) => tx.poll_event(),
@@ -392,6 +405,8 @@ impl Proxy {
             ServerTx::Invite(tx) => tx.handle_timeout(now),
             ServerTx::NonInvite(tx) => tx.handle_timeout(now),
         }
+        // What a timer makes a server transaction send is a retransmission (Timer G).
+        self.stats.retransmissions_sent += self.flush_server(id);
         self.drain_server(id);
     }
 
@@ -404,6 +419,7 @@ impl Proxy {
             ServerTx::Invite(tx) => tx.send_response(now, status, data),
             ServerTx::NonInvite(tx) => tx.send_response(now, status, data),
         }
+        self.stats.response_sent(status);
         // Once the answer is final and no branch is pending, the response
         // context (the request, its branches) has no further use: the
         // transactions live on for retransmissions (up to 64*T1) without it,
@@ -420,17 +436,20 @@ impl Proxy {
 
     // ---- client transactions -------------------------------------------------
 
-    fn drain_client(&mut self, now: Instant, id: TxId) {
+    /// Queues what a client transaction has to send; returns how many messages.
+    fn flush_client(&mut self, id: TxId) -> u64 {
         let Some(entry) = self.clients.get_mut(&id) else {
-            return;
+            return 0;
         };
         let (dest, transport) = entry.destination;
+        let mut sent = 0;
         loop {
             let data = match &mut entry.tx {
                 ClientTx::Invite(tx) => tx.poll_transmit(),
                 ClientTx::NonInvite(tx) => tx.poll_transmit(),
             };
             let Some(data) = data else { break };
+            sent += 1;
             self.transmits.push_back(Transmit {
                 data,
                 destination: dest,
@@ -438,6 +457,14 @@ impl Proxy {
                 flow: None,
             });
         }
+        sent
+    }
+
+    fn drain_client(&mut self, now: Instant, id: TxId) {
+        self.flush_client(id);
+        let Some(entry) = self.clients.get_mut(&id) else {
+            return;
+        };
         let mut failed = None;
         let mut terminated = false;
         loop {
@@ -487,6 +514,8 @@ impl Proxy {
             ClientTx::Invite(tx) => tx.handle_timeout(now),
             ClientTx::NonInvite(tx) => tx.handle_timeout(now),
         }
+        // What a timer makes a client transaction send is a retransmission (Timer A/E).
+        self.stats.retransmissions_sent += self.flush_client(id);
         self.drain_client(now, id);
     }
 

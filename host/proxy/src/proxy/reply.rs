@@ -106,6 +106,7 @@ impl Proxy {
             self.stats.local_failures += 1;
         }
         tracing::debug!(source = %inc.source, code, reason, "answering without forwarding");
+        self.stats.response_sent(code);
         let data = self.build_response(msg, inc.source, code, reason, extra);
         let dest = msg
             .top_via()
@@ -122,17 +123,17 @@ impl Proxy {
         let trimmed = data.trim_ascii_start();
         if trimmed.is_empty() {
             // CRLF keep-alive (RFC 5626 §3.5.1) or an empty datagram.
-            self.stats.malformed -= 1;
             return;
         }
         tracing::info!(source = %incoming.source, error = %err, "malformed message");
+        self.stats.drop(super::DropReason::ParseError);
         if trimmed.len() >= 4 && trimmed[..4].eq_ignore_ascii_case(b"SIP/") {
-            self.stats.dropped_responses += 1;
             return;
         }
         let mut out = Vec::with_capacity(512);
         if answer_from_raw_headers(data, err.status(), err.reason(), &mut out) {
             self.stats.local_failures += 1;
+            self.stats.response_sent(err.status());
             let out = Bytes::from(out);
             self.send(out, incoming.source, incoming.transport, incoming.flow);
         }

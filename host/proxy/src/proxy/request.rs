@@ -4,7 +4,7 @@ use super::branch;
 use super::context::{Best, Branch, Context, Plan};
 use super::next_hop::{self, NextHopError};
 use super::reply::reason_phrase;
-use super::{ClientEntry, ClientTx, Incoming, Proxy, ServerEntry, ServerTx, TxId};
+use super::{ClientEntry, ClientTx, DropReason, Incoming, Proxy, ServerEntry, ServerTx, TxId};
 use crate::router::{Decision, RouteRequest, Target, Transport};
 use crate::transaction::{InviteClient, InviteServer, NonInviteClient, NonInviteServer};
 use bytes::Bytes;
@@ -20,6 +20,7 @@ impl Proxy {
         let method = msg.method().unwrap_or(Method::Other(""));
         if let Err(e) = msg.validate() {
             tracing::info!(source = %inc.source, error = %e, "invalid request");
+            self.stats.drop(DropReason::ParseError);
             if method != Method::Ack {
                 self.respond_stateless(msg, inc, e.status(), e.reason(), &[]);
             }
@@ -32,6 +33,11 @@ impl Proxy {
         if let Some(&id) = self.server_index.get(&key) {
             self.retransmission(now, id, method, msg, inc);
             return;
+        }
+        if method == Method::Bye {
+            // The call is over for the drain's count once its BYE is here; the
+            // BYE's own transaction keeps the drain waiting until it is answered.
+            self.dialogs.ended(msg.call_id().unwrap_or_default());
         }
         match method {
             // The ACK of a 483/404/... we answered without a transaction stays here.
@@ -88,6 +94,7 @@ impl Proxy {
         }
 
         if self.draining && !in_dialog {
+            self.stats.drain_rejected += 1;
             return self.respond_stateless(msg, inc, 503, "Draining", &["Retry-After: 30"]);
         }
         let mut policy_version = 0;
@@ -130,7 +137,10 @@ impl Proxy {
                 let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
                 return self.respond_stateless(msg, inc, 302, reason_phrase(302), &extra);
             }
-            Decision::Drop => return,
+            Decision::Drop => {
+                self.stats.drop(DropReason::PolicyDrop);
+                return;
+            }
         };
 
         // Now stateful: a server transaction absorbs retransmissions from here on.
@@ -184,7 +194,7 @@ impl Proxy {
             (ServerTx::NonInvite(tx), _) => tx.handle_request_retransmit(now),
         }
         if method != Method::Ack {
-            self.stats.absorbed_retransmissions += 1;
+            self.stats.retransmissions_received += 1;
         }
         self.drain_server(id);
         if pass_ack {

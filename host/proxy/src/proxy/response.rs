@@ -5,7 +5,7 @@ use super::branch;
 use super::context::Best;
 use super::next_hop;
 use super::reply::reason_phrase;
-use super::{ClientTx, Proxy, TxId};
+use super::{ClientTx, DropReason, ForwardOutcome, Proxy, StatusClass, TxId};
 use crate::router::{Decision, RouteRequest};
 use bytes::Bytes;
 use std::time::Instant;
@@ -16,7 +16,7 @@ impl Proxy {
         let Some(code) = msg.status() else { return };
         if let Err(e) = msg.validate() {
             tracing::info!(error = %e, "invalid response dropped");
-            self.stats.dropped_responses += 1;
+            self.stats.drop(DropReason::ParseError);
             return;
         }
         // §18.1.2 / §16.7 step 1: the top Via must be ours.
@@ -26,7 +26,7 @@ impl Proxy {
             .filter(|b| b.starts_with(branch::PREFIX.as_bytes()))
         else {
             tracing::debug!(code, "response not for us; dropped");
-            self.stats.dropped_responses += 1;
+            self.stats.drop(DropReason::UnmatchedResponse);
             return;
         };
         tracing::trace!("response:\n{}", String::from_utf8_lossy(msg.bytes()));
@@ -38,7 +38,7 @@ impl Proxy {
             if is_cancel || (200..300).contains(&code) {
                 self.forward_response_stateless(msg);
             } else {
-                self.stats.dropped_responses += 1;
+                self.stats.drop(DropReason::UnmatchedResponse);
             }
             return;
         };
@@ -100,9 +100,21 @@ impl Proxy {
             }
             return;
         }
+        let first_final = branch.status.is_none();
         branch.status = Some(code);
         branch.deadline = None;
+        if first_final {
+            let class = StatusClass::of(code);
+            self.stats
+                .forward_outcome(branch.destination.0, ForwardOutcome::Answered(class));
+        }
         if (200..300).contains(&code) {
+            if first_final && ctx.is_invite && ctx.record_route {
+                // A call is up; its BYE will come back through us (we Record-Routed it).
+                self.stats.dialogs_established += 1;
+                self.dialogs
+                    .established(now, msg.call_id().unwrap_or_default());
+            }
             // §16.7 step 9: every 2xx goes up at once; no more failover.
             ctx.final_sent = true;
             ctx.targets.clear();
@@ -140,6 +152,11 @@ impl Proxy {
             return;
         }
         branch.status = Some(code);
+        let outcome = match code {
+            503 => ForwardOutcome::TransportError,
+            _ => ForwardOutcome::Timeout,
+        };
+        self.stats.forward_outcome(branch.destination.0, outcome);
         let cancelled = branch.cancelled;
         if !cancelled {
             branch.deadline = None;
@@ -324,6 +341,9 @@ impl Proxy {
             return;
         };
         let data = strip_top_via(msg);
+        if let Some(code) = msg.status() {
+            self.stats.response_sent(code);
+        }
         self.send(data, dest, transport, None);
     }
 }

@@ -337,7 +337,7 @@ fn responses_go_back_byte_exact_and_the_dialog_follows_the_route() {
     let again = h.feed(UAC, invite("z9hG4bKc1").bytes());
     assert_eq!(sigs(&again), [sig("180", UAC)]);
     assert_eq!(again[0].data, ringing.data);
-    assert_eq!(h.proxy.stats().absorbed_retransmissions, 1);
+    assert_eq!(h.proxy.stats().retransmissions_received, 1);
 
     let ok = reply(&fwd, 200, Some("b1"), &[CONTACT]);
     let up = passes_up(&mut h, ok.clone());
@@ -637,7 +637,7 @@ fn malformed_responses_are_dropped() {
     for bad in [bad_code, no_cseq] {
         assert!(h.feed(UAS, bad).is_empty());
     }
-    assert_eq!(h.proxy.stats().dropped_responses, 2);
+    assert_eq!(h.proxy.stats().dropped_of(DropReason::ParseError), 2);
 }
 
 // ---- 10-12: routing, router decisions, draining -----------------------------------------
@@ -723,6 +723,51 @@ fn draining_refuses_new_calls_but_not_dialogs() {
     assert!(header(&t, "Retry-After").is_some());
     let bye = h.feed(UAC, in_dialog("BYE", "z9hG4bKbye1", 2).bytes());
     assert_eq!(sigs(&bye), [sig("BYE", UAS)]);
+}
+
+#[test]
+fn counters_follow_a_call_and_its_drain() {
+    use crate::proxy::stats::StatusClass as C;
+    let mut h = Harness::relay();
+    let fwd = h.invite(invite("z9hG4bKc1"));
+    h.feed(UAS, reply(&fwd, 180, Some("b1"), &[]));
+    passes_up(&mut h, reply(&fwd, 200, Some("b1"), &[CONTACT]));
+    h.feed(UAC, in_dialog("ACK", "z9hG4bKack1", 1).bytes());
+    assert_eq!(h.proxy.live_dialogs(), 1, "the call is up");
+    h.proxy.set_draining(true);
+    let refused = answered(&mut h, &invite("z9hG4bKc2").set("Call-ID:", "Call-ID: c2"));
+    assert_eq!(status(&refused), Some(503));
+    let bye = h.feed(UAC, in_dialog("BYE", "z9hG4bKbye1", 2).bytes());
+    assert_eq!(h.proxy.live_dialogs(), 0, "its BYE ends it");
+    passes_up(&mut h, reply(&bye[0], 200, None, &[]));
+    let s = h.proxy.stats();
+    assert_eq!(
+        ["INVITE", "ACK", "BYE"].map(|m| s.requests_of(m)),
+        [2, 1, 1]
+    );
+    // 100 Trying and 180 up; 200 to INVITE and BYE up; the drain's 503.
+    assert_eq!(
+        [C::of(100), C::of(200), C::of(503)].map(|c| s.sent_of(c)),
+        [2, 2, 1]
+    );
+    assert_eq!([C::of(180), C::of(200)].map(|c| s.received_of(c)), [1, 2]);
+    assert_eq!((s.drain_rejected, s.dialogs_established), (1, 1));
+    let to_uas: SocketAddr = addr(UAS);
+    let (target, counts) = &s.targets.targets[0];
+    assert_eq!(*target, to_uas);
+    assert_eq!(
+        counts[Stats::outcome_index(ForwardOutcome::Answered(C::of(200)))],
+        2
+    );
+}
+
+#[test]
+fn timer_retransmissions_are_counted() {
+    let mut h = Harness::relay();
+    h.invite(invite("z9hG4bKc1"));
+    // Timer A: the INVITE again at T1 and 2*T1 (RFC 3261 §17.1.1.2).
+    h.advance(ms(1600));
+    assert_eq!(h.proxy.stats().retransmissions_sent, 2);
 }
 
 // ---- 13: cleanup ---------------------------------------------------------------------
