@@ -39,6 +39,7 @@
 //! policy crates) but panic when called.
 #![deny(missing_docs)]
 
+mod cidr;
 pub mod clock;
 mod config;
 mod decision;
@@ -49,6 +50,7 @@ pub mod log;
 pub mod metrics;
 mod request;
 
+pub use cidr::Cidr;
 pub use config::Config;
 pub use decision::{Decision, Target};
 pub use request::{Request, Transport};

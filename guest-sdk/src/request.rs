@@ -150,6 +150,34 @@ impl<'a> Request<'a> {
         self.raw.headers(name)
     }
 
+    /// The name of every header line, in order, as spelled on the wire, then
+    /// the lines this policy added; one entry per line.
+    pub fn header_names(&self) -> Vec<String> {
+        self.raw.header_names()
+    }
+
+    /// Removes every header whose name starts with `prefix` (ASCII case
+    /// ignored), like Kamailio's `remove_hf_re("^X-")`: a front door drops
+    /// whatever `X-` headers a caller made up before it adds its own.
+    ///
+    /// ```no_run
+    /// # use viaduct_guest_sdk::Request;
+    /// fn strip(req: &Request) {
+    ///     req.remove_headers_starting_with("X-");
+    ///     req.set_header("X-Room-ID", "room-42"); // ours, added after
+    /// }
+    /// ```
+    pub fn remove_headers_starting_with(&self, prefix: &str) {
+        for name in self.header_names() {
+            let starts = name
+                .get(..prefix.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(prefix));
+            if starts {
+                self.remove_header(&name);
+            }
+        }
+    }
+
     /// The body.
     pub fn body(&self) -> Vec<u8> {
         self.raw.body()

@@ -15,6 +15,8 @@
 //! See tests/README.md for the SIPp quirks these helpers work around.
 
 mod http;
+mod json;
+mod roomkit;
 mod sipp;
 mod viaduct;
 mod wire;
@@ -32,7 +34,9 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 pub use http::{http_request, http_request_with, HttpResponse, HTTP_BOUND};
-pub use sipp::{Role, Sipp, SippProcess, SippRun, TracedMessage};
+pub use json::Json;
+pub use roomkit::roomkit_python;
+pub use sipp::{traced_messages, Role, Sipp, SippProcess, SippRun, TracedMessage};
 pub use viaduct::Viaduct;
 pub use wire::{header_value, header_values, options_ping, recv_all, status_code};
 

@@ -445,14 +445,7 @@ impl SippRun {
     /// received it (`true`) or sent it. Blocks whose date cannot be read
     /// get `UNIX_EPOCH`.
     pub fn timed_message_list(&self) -> Vec<TracedMessage> {
-        trace_blocks(&self.messages())
-            .into_iter()
-            .map(|(date, what, text)| TracedMessage {
-                at: parse_trace_time(&date).unwrap_or(UNIX_EPOCH),
-                received: what.contains("received"),
-                text,
-            })
-            .collect()
+        traced_messages(&self.messages())
     }
 
     /// The last statistics screen (`-trace_screen`).
@@ -526,6 +519,20 @@ pub struct TracedMessage {
     pub received: bool,
     /// The SIP message, CRLF line ends.
     pub text: String,
+}
+
+/// Every SIP message of a `-trace_msg` file (SIPp's `-message_file`), as
+/// [`SippRun::timed_message_list`] gives it: for SIPp runs the harness did
+/// not start. Times are read as UTC (run SIPp with `TZ=UTC`).
+pub fn traced_messages(trace: &str) -> Vec<TracedMessage> {
+    trace_blocks(trace)
+        .into_iter()
+        .map(|(date, what, text)| TracedMessage {
+            at: parse_trace_time(&date).unwrap_or(UNIX_EPOCH),
+            received: what.contains("received"),
+            text,
+        })
+        .collect()
 }
 
 /// Splits a `-trace_msg` file into (date, "UDP message received ...", message).

@@ -85,6 +85,9 @@ impl types::HostRequest for State {
     fn headers(&mut self, r: Resource<RequestView>, name: String) -> wasmtime::Result<Vec<String>> {
         Ok(self.view(&r)?.headers(&name))
     }
+    fn header_names(&mut self, r: Resource<RequestView>) -> wasmtime::Result<Vec<String>> {
+        Ok(self.view(&r)?.header_names())
+    }
     fn body(&mut self, r: Resource<RequestView>) -> wasmtime::Result<Vec<u8>> {
         Ok(self.view(&r)?.body())
     }

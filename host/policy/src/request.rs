@@ -149,6 +149,19 @@ impl RequestView {
         out
     }
 
+    /// The name of every header line the forwarded request will carry, in
+    /// order: the received ones as spelled on the wire, then the added ones.
+    pub fn header_names(&self) -> Vec<String> {
+        let received = self
+            .headers
+            .iter()
+            .map(|h| String::from_utf8_lossy(&self.data[h.name_span.clone()]).into_owned())
+            .filter(|name| !self.is_removed(name));
+        received
+            .chain(self.edits.add.iter().map(|(n, _)| n.clone()))
+            .collect()
+    }
+
     /// The first value of a header.
     pub fn header(&self, name: &str) -> Option<String> {
         self.headers(name).into_iter().next()
@@ -288,5 +301,23 @@ Content-Length: 0\r\n\r\n";
         assert!(v.set_request_uri("tel:+1".into()).is_err());
         assert!(v.set_request_uri("sip:bob@10.0.0.1".into()).is_ok());
         assert_eq!(v.request_uri_parts().0.as_deref(), Some("bob"));
+    }
+
+    #[test]
+    fn header_names_follow_the_edits() {
+        let mut v = view();
+        let names = v.header_names();
+        assert!(names.contains(&"Call-ID".to_owned()));
+        // Hidden before the policy runs: never listed.
+        assert!(!names.iter().any(|n| n.eq_ignore_ascii_case("x-room-id")));
+        v.remove_header("call-id".into()); // protected: stays
+        v.remove_header("content-length".into()); // protected: stays
+        assert!(v.add_header("X-Tag".into(), "1".into()));
+        assert!(v.set_header("X-Room-ID".into(), "room-42".into()));
+        let names = v.header_names();
+        assert_eq!(names.iter().filter(|n| *n == "Call-ID").count(), 1);
+        assert_eq!(&names[names.len() - 2..], ["X-Tag", "X-Room-ID"]);
+        v.remove_header("x-tag".into());
+        assert!(!v.header_names().contains(&"X-Tag".to_owned()));
     }
 }

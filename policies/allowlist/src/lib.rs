@@ -7,12 +7,10 @@
 //! else `404 Not Found`. What passes is relayed, or forwarded to `next_hop`.
 #![deny(missing_docs)]
 
-mod cidr;
 mod pattern;
 
-use cidr::Cidr;
 use pattern::{uri_user, Pattern};
-use viaduct_guest_sdk::{export_policy, Config, Decision, Policy, Request};
+use viaduct_guest_sdk::{export_policy, Cidr, Config, Decision, Policy, Request};
 
 /// The policy: the parsed allowlists.
 pub struct Allowlist {

@@ -1,9 +1,18 @@
-//! IPv4 and IPv6 networks in CIDR notation (`10.0.0.0/8`, `2001:db8::/32`).
+//! IPv4 and IPv6 networks in CIDR notation (`10.0.0.0/8`, `2001:db8::/32`),
+//! for policies that allow or route by source address.
 
 use std::net::IpAddr;
 use std::str::FromStr;
 
 /// A network: an address and a prefix length. A bare address is a /32 or /128.
+///
+/// ```
+/// use viaduct_guest_sdk::Cidr;
+///
+/// let trunks: Cidr = "192.0.2.0/24".parse().unwrap();
+/// assert!(trunks.contains("192.0.2.7".parse().unwrap()));
+/// assert!(!trunks.contains("198.51.100.1".parse().unwrap()));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cidr {
     network: IpAddr,
