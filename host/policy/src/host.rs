@@ -2,6 +2,7 @@
 //! validate with `init`, then publish atomically.
 
 use crate::bindings::{Policy, PolicyPre};
+use crate::epoch::Epoch;
 use crate::state::{Shared, State};
 use arc_swap::ArcSwapOption;
 use sha2::{Digest, Sha256};
@@ -105,6 +106,8 @@ pub struct PolicyHost {
     pub(crate) shared: Arc<Shared>,
     current: ArcSwapOption<Version>,
     next_id: AtomicU64,
+    /// Advances the engine's epoch while calls run; deadlines are in its ticks.
+    pub(crate) epoch: Epoch,
     /// Counters for logs and metrics.
     pub stats: crate::PolicyStats,
     /// Each worker's call counters (locked when a router is made and when scraped).
@@ -121,11 +124,9 @@ impl std::fmt::Debug for PolicyHost {
     }
 }
 
-/// Epoch ticks per millisecond: deadlines are counted in ticks of the ticker thread.
-const TICK: Duration = Duration::from_millis(1);
-
 impl PolicyHost {
-    /// Sets up the engine (epoch interruption on, a ticker thread) and the linker (WASI + our imports).
+    /// Sets up the engine (epoch interruption on, a ticker thread; see
+    /// `epoch.rs`) and the linker (WASI + our imports).
     pub fn new(settings: PolicySettings) -> wasmtime::Result<Arc<Self>> {
         let mut config = wasmtime::Config::new();
         config.wasm_component_model(true);
@@ -134,25 +135,22 @@ impl PolicyHost {
         let mut linker = Linker::<State>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         Policy::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)?;
+        let epoch = Epoch::start(
+            engine.clone(),
+            settings.deadline.min(settings.init_deadline),
+        )?;
         let host = Arc::new(PolicyHost {
-            engine: engine.clone(),
+            engine,
             linker,
             settings,
             shared: Arc::new(Shared::default()),
             current: ArcSwapOption::empty(),
             next_id: AtomicU64::new(1),
+            epoch,
             stats: Default::default(),
             workers: Default::default(),
             last_error: Default::default(),
         });
-        // The ticker holds only a weak reference to the engine's epoch through a clone; it
-        // lives as long as the process (one thread, one atomic increment per ms).
-        std::thread::Builder::new()
-            .name("policy-epoch".into())
-            .spawn(move || loop {
-                std::thread::sleep(TICK);
-                engine.increment_epoch();
-            })?;
         Ok(host)
     }
 
@@ -211,7 +209,7 @@ impl PolicyHost {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
-        store.set_epoch_deadline(ticks(self.settings.deadline));
+        store.set_epoch_deadline(self.epoch.ticks(self.settings.deadline));
         store
     }
 
@@ -284,7 +282,8 @@ impl PolicyHost {
     /// Instantiates a version in a fresh store and runs its `init`.
     pub(crate) fn instantiate(&self, version: &Version) -> Result<(Store<State>, Policy), String> {
         let mut store = self.new_store(format!("v{}-{}", version.id, version.hash));
-        store.set_epoch_deadline(ticks(self.settings.init_deadline));
+        let _running = self.epoch.enter();
+        store.set_epoch_deadline(self.epoch.ticks(self.settings.init_deadline));
         let instance = version
             .pre
             .instantiate(&mut store)
@@ -294,7 +293,7 @@ impl PolicyHost {
             Ok(Err(msg)) => return Err(msg),
             Err(e) => return Err(crate::describe_trap(&e)),
         }
-        store.set_epoch_deadline(ticks(self.settings.deadline));
+        store.set_epoch_deadline(self.epoch.ticks(self.settings.deadline));
         Ok((store, instance))
     }
 
@@ -326,9 +325,4 @@ impl PolicyHost {
         }
         Ok(component)
     }
-}
-
-/// A duration as epoch ticks, at least one.
-pub(crate) fn ticks(d: Duration) -> u64 {
-    (d.as_millis() as u64 / TICK.as_millis() as u64).max(1)
 }

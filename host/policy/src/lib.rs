@@ -2,7 +2,7 @@
 //! `wit/policy.wit`) as the proxy core's [`viaduct_proxy::Router`].
 //!
 //! * [`PolicyHost`] owns the wasmtime engine (Cranelift, component model,
-//!   epoch interruption with a 1 ms ticker thread), the linker (WASI p2 with no
+//!   epoch interruption with a ticker thread that parks when no policy runs), the linker (WASI p2 with no
 //!   files, network or environment, plus our `log`, `metrics`, `kv`, `clock`
 //!   imports), and the current policy version. [`PolicyHost::reload`] compiles
 //!   a file (or loads its cached native code, keyed by SHA-256), links it
@@ -31,6 +31,7 @@
 mod bindings;
 mod cache;
 mod calls;
+mod epoch;
 mod host;
 mod kv;
 mod request;

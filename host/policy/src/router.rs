@@ -47,7 +47,8 @@ pub struct PolicyRouter {
     host: Arc<PolicyHost>,
     loaded: Vec<Loaded>,
     trusted: Arc<Vec<(IpAddr, u8)>>,
-    hidden: Vec<String>,
+    /// Shared so that a call borrows it without copying three allocations.
+    hidden: Arc<[String]>,
     strategy: InstanceStrategy,
     calls: Arc<crate::WorkerCalls>,
 }
@@ -132,8 +133,8 @@ impl PolicyRouter {
         failure: Option<u16>,
         what: &str,
     ) -> (Decision, CallOutcome) {
-        let hidden: Vec<String> = if self.is_trusted(req.source.ip()) {
-            Vec::new()
+        let hidden: Arc<[String]> = if self.is_trusted(req.source.ip()) {
+            Arc::from([])
         } else {
             self.hidden.clone()
         };
@@ -191,7 +192,7 @@ impl PolicyRouter {
         view: RequestView,
         failure: Option<u16>,
     ) -> Result<(WitDecision, viaduct_proxy::RequestEdits), (String, bool)> {
-        let deadline = crate::host::ticks(self.host.settings.deadline);
+        let deadline = self.host.epoch.ticks(self.host.settings.deadline);
         let Some((store, policy)) = self.loaded[idx].instance.as_mut() else {
             return Err(("no instance".into(), false));
         };
@@ -201,6 +202,7 @@ impl PolicyRouter {
             .push(view)
             .map_err(|e| (e.to_string(), false))?;
         let borrow = Resource::<RequestView>::new_borrow(own.rep());
+        let _running = self.host.epoch.enter();
         store.set_epoch_deadline(deadline);
         let result = match failure {
             None => policy.call_on_request(&mut *store, borrow),
