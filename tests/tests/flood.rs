@@ -138,7 +138,10 @@ fn a_flooder_is_banned_and_calls_from_others_all_complete() {
     let metrics = proxy.admin("GET", "/metrics").body;
     let line = format!("viaduct_messages_dropped_total{{reason=\"flood_banned\"}} {dropped}");
     assert!(
-        metrics.lines().any(|l| l == line) && metrics.lines().any(|l| l == "viaduct_flood_banned_sources 1"),
+        metrics.lines().any(|l| l == line)
+            && metrics
+                .lines()
+                .any(|l| l == "viaduct_flood_banned_sources 1"),
         "/metrics should show {line:?} and one banned source:\n{metrics}"
     );
     // Everything after the first 1500 in its window was dropped unanswered:

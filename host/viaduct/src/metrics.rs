@@ -371,8 +371,12 @@ mod tests {
         assert!(has("viaduct_transactions{kind=\"server\"} 8"));
         assert!(has("viaduct_dialogs 2"));
         assert!(has("viaduct_available 1"));
-        assert!(has("viaduct_messages_dropped_total{reason=\"flood_banned\"} 0"));
-        assert!(has("viaduct_messages_dropped_total{reason=\"parse_error\"} 0"));
+        assert!(has(
+            "viaduct_messages_dropped_total{reason=\"flood_banned\"} 0"
+        ));
+        assert!(has(
+            "viaduct_messages_dropped_total{reason=\"parse_error\"} 0"
+        ));
         assert!(has("# TYPE viaduct_requests_received_total counter"));
         // Every sample line is `name{labels} value` with a number.
         for l in text.lines().filter(|l| !l.starts_with('#')) {
