@@ -14,14 +14,17 @@
 //! its last message. 30 requests per 2 s is 15/s: a trunk placing a few
 //! calls a second from one IP trips it, which is why carriers get blocked.
 //!
-//! Here every message counts (requests and responses: the guard runs before
-//! parsing, so it cannot tell them apart for free), in fixed windows of
-//! `limits.window_ms` (2 s) per source. A source that sends
-//! `limits.max_messages` (10 000) in one window is banned for `limits.ban_ms`
-//! (60 s); a ban is extended while the source keeps its rate up through a
-//! whole window. 10 000 per 2 s is 5 000 messages/s: a call costs a trunk 3
-//! to 6 messages (INVITE, ACK, BYE and the answers it sends for calls
-//! towards it), so the default allows about 800 calls/s from one IP. Trusted
+//! Here requests count (as with pike: a status line is told from a request
+//! line by its first four bytes, no parsing), in fixed windows of
+//! `limits.window_ms` (2 s) per source. Responses do not: a next hop that
+//! answers every call from one address (a media bridge, a B2BUA, SIPp's uas
+//! beside its uac) sends more of them than any caller, and one the core did
+//! not ask for is dropped by transaction matching. A source that sends
+//! `limits.max_messages` (10 000) requests in one window is banned for
+//! `limits.ban_ms` (60 s); a ban is extended while the source keeps its rate
+//! up through a whole window. 10 000 per 2 s is 5 000 requests/s: a call
+//! costs a trunk 3 requests (INVITE, ACK, BYE), so the default allows about
+//! 1 600 calls/s from one IP. Trusted
 //! trunks belong in `limits.allow` anyway, which exempts them from the rate
 //! (not from the size and header limits, which no good peer reaches).
 //!
@@ -210,6 +213,11 @@ impl FloodCounters {
     }
 }
 
+/// A status line (RFC 3261 §7.2) rather than a request line.
+fn is_response(data: &[u8]) -> bool {
+    data.starts_with(b"SIP/")
+}
+
 /// What the guard remembers about one source IP.
 #[derive(Debug, Clone)]
 struct Source {
@@ -257,8 +265,13 @@ impl FloodGuard {
             return Verdict::Admit;
         }
         let allowed = self.settings.allow.contains(source);
+        // Only requests count toward the rate, as with pike: a next hop that
+        // answers every call from one address (a media bridge, a B2BUA)
+        // sends more responses than any caller, and a response the core did
+        // not ask for is dropped by transaction matching anyway (counted as
+        // unmatched_response). Responses still get the shape checks.
         // Banned sources first: the cheapest answer for the bulk of a flood.
-        let verdict = if allowed {
+        let verdict = if allowed || is_response(data) {
             self.check_shape(data)
         } else {
             self.check_rate(now, source)

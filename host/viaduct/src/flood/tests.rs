@@ -191,3 +191,25 @@ fn disabled_admits_everything() {
             .is_admit());
     }
 }
+
+/// A next hop answering every call from one address must never be banned:
+/// only requests count toward the rate (as with pike). Found by the bench:
+/// SIPp's uac and uas on one IP at 1000 calls/s got the uas banned.
+#[test]
+fn responses_do_not_count_toward_the_rate() {
+    let mut g = guard(10);
+    let t0 = Instant::now();
+    let src = ip("192.0.2.1");
+    let ok = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 192.0.2.9;branch=z9hG4bK1\r\n\r\n";
+    for i in 0..100 {
+        assert!(g.admit(t0, src, ok).is_admit(), "response {i}");
+    }
+    // Its requests are still counted from zero.
+    for i in 0..9 {
+        assert!(g.admit(t0, src, OPTIONS).is_admit(), "request {i}");
+    }
+    assert_eq!(
+        g.admit(t0, src, OPTIONS),
+        Verdict::Drop(DropReason::FloodBanned)
+    );
+}
