@@ -13,20 +13,17 @@
 //!
 //! `cargo bench -p viaduct-proxy --bench forward`
 
+mod common;
+
 use bytes::Bytes;
+use common::{addr, answer, proxy};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use viaduct_proxy::transaction::Timers;
-use viaduct_proxy::{Incoming, Listener, Proxy, ProxyConfig, StaticRouter, Transmit, Transport};
+use viaduct_proxy::{Incoming, Proxy, StaticRouter, Transmit, Transport};
 use viaduct_sip::{Framing, Message};
 
 const UAC: &str = "127.0.0.1:5061";
 const UAS: &str = "127.0.0.1:5062";
-
-fn addr(s: &str) -> SocketAddr {
-    s.parse().expect("address")
-}
 
 fn invite(n: u64) -> String {
     format!(
@@ -50,36 +47,6 @@ t=0 0\r\n\
 m=audio 6000 RTP/AVP 0\r\n\
 a=rtpmap:0 PCMU/8000\r\n"
     )
-}
-
-/// The UAS's answer to what the proxy forwarded: the Vias and dialog
-/// headers copied, a To tag added, Record-Route echoed.
-fn answer(forwarded: &[u8], code: &str, to_tag: bool) -> String {
-    let text = String::from_utf8_lossy(forwarded);
-    let mut out = format!("SIP/2.0 {code}\r\n");
-    for line in text.split("\r\n").skip(1) {
-        if line.is_empty() {
-            break;
-        }
-        let name = line.split(':').next().unwrap_or("");
-        match name {
-            "Via" | "From" | "Call-ID" | "CSeq" | "Record-Route" => {
-                out.push_str(line);
-                out.push_str("\r\n");
-            }
-            "To" if to_tag && !line.contains("tag=") => {
-                out.push_str(line);
-                out.push_str(";tag=uas1\r\n");
-            }
-            "To" => {
-                out.push_str(line);
-                out.push_str("\r\n");
-            }
-            _ => {}
-        }
-    }
-    out.push_str("Contact: <sip:127.0.0.1:5062>\r\nContent-Length: 0\r\n\r\n");
-    out
 }
 
 fn in_dialog(method: &str, n: u64, cseq: u32) -> String {
@@ -146,17 +113,8 @@ impl Bench {
 }
 
 fn bench(c: &mut Criterion) {
-    let config = ProxyConfig {
-        listeners: vec![Listener {
-            transport: Transport::Udp,
-            addr: addr("127.0.0.1:5060"),
-        }],
-        timers: Timers::default(),
-        timer_c: Duration::from_secs(180),
-        record_route: true,
-    };
     let mut b = Bench {
-        proxy: Proxy::new(config, Box::new(StaticRouter::new(vec![]))),
+        proxy: proxy(Box::new(StaticRouter::new(vec![]))),
         now: Instant::now(),
         n: 0,
         out: Vec::new(),

@@ -10,19 +10,16 @@
 //!
 //! `cargo bench -p viaduct-proxy --bench transaction_lookup`
 
+mod common;
+
 use bytes::Bytes;
+use common::{addr, answer, proxy};
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
-use viaduct_proxy::transaction::Timers;
-use viaduct_proxy::{Incoming, Listener, Proxy, ProxyConfig, StaticRouter, Target, Transport};
+use std::time::Instant;
+use viaduct_proxy::{Incoming, Proxy, StaticRouter, Target, Transport};
 
 const UAC: &str = "127.0.0.1:5061";
 const UAS: &str = "127.0.0.1:5070";
-
-fn addr(s: &str) -> SocketAddr {
-    s.parse().expect("literal address")
-}
 
 fn invite(i: usize) -> Bytes {
     Bytes::from(format!(
@@ -38,41 +35,10 @@ fn invite(i: usize) -> Bytes {
     ))
 }
 
-/// The callee's 180 to a forwarded INVITE: its Vias, From, Call-ID, CSeq, a tagged To.
-fn ringing(forwarded: &[u8]) -> Bytes {
-    let text = String::from_utf8_lossy(forwarded);
-    let mut out = String::from("SIP/2.0 180 Ringing\r\n");
-    for line in text.split("\r\n").skip(1).take_while(|l| !l.is_empty()) {
-        let name = line.split(':').next().unwrap_or("").trim();
-        match name {
-            "Via" | "From" | "Call-ID" | "CSeq" | "Record-Route" => {
-                out.push_str(line);
-                out.push_str("\r\n");
-            }
-            "To" => {
-                out.push_str(line);
-                out.push_str(";tag=uas1\r\n");
-            }
-            _ => {}
-        }
-    }
-    out.push_str("Content-Length: 0\r\n\r\n");
-    Bytes::from(out)
-}
-
 /// A proxy holding `n` calls in Proceeding, and the 180 for the last one.
 fn loaded(n: usize, now: Instant) -> (Proxy, Bytes) {
-    let config = ProxyConfig {
-        listeners: vec![Listener {
-            transport: Transport::Udp,
-            addr: addr("127.0.0.1:5060"),
-        }],
-        timers: Timers::default(),
-        timer_c: Duration::from_secs(180),
-        record_route: true,
-    };
     let router = StaticRouter::new(vec![Target::new(format!("sip:{UAS}"))]);
-    let mut proxy = Proxy::new(config, Box::new(router));
+    let mut proxy = proxy(Box::new(router));
     let mut last = Bytes::new();
     for i in 0..n {
         proxy.handle_incoming(now, udp(invite(i)));
@@ -82,7 +48,7 @@ fn loaded(n: usize, now: Instant) -> (Proxy, Bytes) {
             }
         }
     }
-    let response = ringing(&last);
+    let response = Bytes::from(answer(&last, "180 Ringing", true));
     // The first 180 moves the call to Proceeding; every later one is handled alike.
     proxy.handle_incoming(
         now,
