@@ -406,7 +406,16 @@ mod tests {
             config,
             Box::new(viaduct_proxy::StaticRouter::new(Vec::new())),
         );
-        proxy.record_drop(DropReason::ParseError);
+        // Garbage from the network: counted as a parse_error drop.
+        proxy.handle_incoming(
+            Instant::now(),
+            viaduct_proxy::Incoming {
+                data: bytes::Bytes::from_static(b"\x00\x01 not sip\r\n\r\n"),
+                source: "127.0.0.1:5070".parse().unwrap(),
+                transport: viaduct_proxy::Transport::Udp,
+                flow: None,
+            },
+        );
         p.publish(&proxy, true);
         assert_eq!(slots[0].get().stats.dropped_of(DropReason::ParseError), 0);
         p.publish(&proxy, false);

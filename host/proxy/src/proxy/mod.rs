@@ -254,12 +254,6 @@ impl Proxy {
         &self.stats
     }
 
-    /// Counts a message the runtime dropped before it reached the proxy
-    /// (a full worker queue, the flood guard): every drop has its reason.
-    pub fn record_drop(&mut self, reason: DropReason) {
-        self.stats.drop(reason);
-    }
-
     /// Calls up: established through us (2xx to an initial INVITE) and not
     /// yet ended by a BYE. What a drain waits for besides [`Proxy::pending_requests`].
     pub fn live_dialogs(&self) -> usize {
