@@ -6,14 +6,15 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 #[doc(hidden)]
+pub mod auth;
 pub mod fuzz;
 pub mod proxy;
 pub mod router;
 pub mod transaction;
 
 pub use proxy::{
-    DropReason, FlowId, ForwardOutcome, Incoming, Listener, Proxy, ProxyConfig, Stats, StatusClass,
-    Transmit, METHODS,
+    AuthResult, DropReason, FlowId, ForwardOutcome, Incoming, Listener, Proxy, ProxyConfig, Stats,
+    StatusClass, Transmit, METHODS,
 };
 pub use router::{
     Decision, RequestEdits, RouteRequest, Router, StaticRouter, Target, Transport,

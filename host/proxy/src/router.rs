@@ -7,7 +7,9 @@
 //! set. The Wasm policy host implements this trait; [`StaticRouter`] is the
 //! built-in default.
 
+use crate::auth::{AuthCheck, Authenticator};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use viaduct_sip::{HeaderName, Message};
 
@@ -116,6 +118,13 @@ pub enum Decision {
     /// From `on_failure` only: go on with the next target of the current list,
     /// or send the best response when none is left.
     Continue,
+    /// Ask for digest credentials of this realm: the proxy answers 407 with
+    /// fresh nonces (or 403 / 400 / a stale 407, depending on what the request
+    /// carried; see [`crate::auth`]).
+    Challenge {
+        /// The realm named in `Proxy-Authenticate`.
+        realm: String,
+    },
 }
 
 /// Edits the router asks for on the forwarded request; applied to the bytes
@@ -146,6 +155,38 @@ pub struct RouteRequest<'m, 'a> {
     /// runs on the version that made the decision (a hot-swapped policy
     /// serves new requests only).
     pub version: u64,
+    /// The proxy's digest authenticator, when `[auth]` is configured.
+    pub authenticator: Option<Arc<Authenticator>>,
+    /// The outcome of checking this request's credentials, and the realm it
+    /// was checked for, once a router asked ([`RouteRequest::authenticate`]).
+    /// Checking records the nonce count, so it happens at most once.
+    pub auth_check: Option<(String, AuthCheck)>,
+}
+
+impl<'m, 'a> RouteRequest<'m, 'a> {
+    /// A request with no edits, version 0 and no authenticator.
+    pub fn new(message: &'m Message<'a>, source: SocketAddr, transport: Transport) -> Self {
+        RouteRequest {
+            message,
+            source,
+            transport,
+            edits: RequestEdits::default(),
+            version: 0,
+            authenticator: None,
+            auth_check: None,
+        }
+    }
+
+    /// Checks the request's digest credentials for `realm` (at most once per
+    /// request and realm). `None` when the proxy has no authenticator.
+    pub fn authenticate(&mut self, realm: &str) -> Option<&AuthCheck> {
+        let auth = self.authenticator.as_ref()?;
+        if self.auth_check.as_ref().is_none_or(|(r, _)| r != realm) {
+            let check = auth.check(self.message, realm, crate::auth::unix_now());
+            self.auth_check = Some((realm.to_owned(), check));
+        }
+        self.auth_check.as_ref().map(|(_, c)| c)
+    }
 }
 
 /// Decides where initial requests go. Implementations must not block for long:

@@ -42,6 +42,7 @@ mod response;
 mod stats;
 mod timers;
 
+use crate::auth::Authenticator;
 use crate::router::{Router, Transport};
 use crate::transaction::{
     InviteClient, InviteServer, NonInviteClient, NonInviteServer, Timers, TxEvent,
@@ -50,13 +51,14 @@ use bytes::Bytes;
 use context::Context;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use timers::{TimerHeap, TimerKey};
 
 pub use dialogs::{DIALOG_TTL, MAX_DIALOGS};
 pub use reply::reason_phrase;
 pub use stats::{
-    DropReason, ForwardOutcome, Stats, StatusClass, TargetStats, MAX_TARGETS, METHODS,
+    AuthResult, DropReason, ForwardOutcome, Stats, StatusClass, TargetStats, MAX_TARGETS, METHODS,
 };
 
 /// Identifies a stream connection in the runtime, so responses and in-dialog
@@ -167,6 +169,8 @@ pub struct Proxy {
     /// Random part of the To tags this proxy writes in its own answers.
     tag_seed: u64,
     draining: bool,
+    /// Digest authentication, when configured ([`crate::auth`]).
+    auth: Option<Arc<Authenticator>>,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -195,7 +199,14 @@ impl Proxy {
             dialogs: Default::default(),
             tag_seed: rand::random(),
             draining: false,
+            auth: None,
         }
+    }
+
+    /// Turns on digest authentication: policies can then answer `challenge`
+    /// and read the credentials' user ([`RouteRequest::authenticate`](crate::RouteRequest::authenticate)).
+    pub fn set_authenticator(&mut self, auth: Arc<Authenticator>) {
+        self.auth = Some(auth);
     }
 
     /// Replaces the router; transactions in flight keep going (their failover

@@ -4,7 +4,10 @@ use super::branch;
 use super::context::{Best, Branch, Context, Plan};
 use super::next_hop::{self, NextHopError};
 use super::reply::reason_phrase;
-use super::{ClientEntry, ClientTx, DropReason, Incoming, Proxy, ServerEntry, ServerTx, TxId};
+use super::{
+    AuthResult, ClientEntry, ClientTx, DropReason, Incoming, Proxy, ServerEntry, ServerTx, TxId,
+};
+use crate::auth::AuthCheck;
 use crate::router::{Decision, RouteRequest, Target, Transport};
 use crate::transaction::{InviteClient, InviteServer, NonInviteClient, NonInviteServer};
 use bytes::Bytes;
@@ -107,8 +110,20 @@ impl Proxy {
                 transport: inc.transport,
                 edits: Default::default(),
                 version: 0,
+                authenticator: self.auth.clone(),
+                auth_check: None,
             };
             let d = self.router.route(&mut req);
+            if let Decision::Challenge { realm } = &d {
+                return self.challenge(msg, inc, &mut req, realm);
+            }
+            if let Some((_, check)) = &req.auth_check {
+                if check.user().is_some() {
+                    self.stats.auth(AuthResult::Ok);
+                    // The credentials were for us (Kamailio's consume_credentials).
+                    req.edits.remove.push("Proxy-Authorization".into());
+                }
+            }
             plan.edits = req.edits;
             policy_version = req.version;
             d
@@ -141,6 +156,7 @@ impl Proxy {
                 self.stats.drop(DropReason::PolicyDrop);
                 return;
             }
+            Decision::Challenge { .. } => return,
         };
 
         // Now stateful: a server transaction absorbs retransmissions from here on.
@@ -174,6 +190,65 @@ impl Proxy {
             self.respond_local(now, id, msg, inc.source, 100, reason_phrase(100));
         }
         self.next_branch(now, id);
+    }
+
+    /// The answer to a `challenge` decision (RFC 3261 §22.3), statelessly
+    /// like any other local answer: a retransmitted request is asked again.
+    fn challenge(
+        &mut self,
+        msg: &Message<'_>,
+        inc: &Incoming,
+        req: &mut RouteRequest<'_, '_>,
+        realm: &str,
+    ) {
+        let Some(auth) = self.auth.clone() else {
+            tracing::error!(
+                realm,
+                "the policy asked for a challenge but [auth] is not configured; answering 500"
+            );
+            return self.respond_stateless(msg, inc, 500, "Authentication Not Configured", &[]);
+        };
+        let check = req
+            .authenticate(realm)
+            .cloned()
+            .unwrap_or(AuthCheck::Missing);
+        let stale = match check {
+            AuthCheck::Missing => {
+                self.stats.auth(AuthResult::Challenged);
+                false
+            }
+            AuthCheck::Stale { replay } => {
+                if replay {
+                    tracing::info!(source = %inc.source, realm, "digest: replayed nonce count refused");
+                }
+                self.stats.auth(if replay {
+                    AuthResult::Replay
+                } else {
+                    AuthResult::Stale
+                });
+                true
+            }
+            AuthCheck::Wrong { user } => {
+                // The user name helps whoever reads this at 3 a.m.; the password never reaches us.
+                tracing::info!(source = %inc.source, realm, user = %user, "digest: wrong credentials; answering 403");
+                self.stats.auth(AuthResult::Forbidden);
+                return self.respond_stateless(msg, inc, 403, reason_phrase(403), &[]);
+            }
+            AuthCheck::Valid { user, .. } => {
+                // Valid, yet the policy still said challenge: this user may not pass.
+                tracing::info!(source = %inc.source, realm, user = %user, "digest: user refused by the policy; answering 403");
+                self.stats.auth(AuthResult::Forbidden);
+                return self.respond_stateless(msg, inc, 403, reason_phrase(403), &[]);
+            }
+            AuthCheck::Malformed(why) => {
+                tracing::info!(source = %inc.source, realm, reason = why, "digest: unusable credentials; answering 400");
+                self.stats.auth(AuthResult::BadRequest);
+                return self.respond_stateless(msg, inc, 400, why, &[]);
+            }
+        };
+        let lines = auth.challenge(realm, stale, crate::auth::unix_now(), rand::random());
+        let extra: Vec<&str> = lines.iter().map(String::as_str).collect();
+        self.respond_stateless(msg, inc, 407, reason_phrase(407), &extra);
     }
 
     fn retransmission(

@@ -239,6 +239,8 @@ impl Proxy {
                     transport,
                     edits: Default::default(),
                     version,
+                    authenticator: None,
+                    auth_check: None,
                 };
                 let d = self.router.on_failure(&mut req, code);
                 (d, req.edits)
@@ -282,6 +284,11 @@ impl Proxy {
                 });
             }
             Decision::Drop => ctx.targets.clear(),
+            // The request was let through already; a challenge now is a policy bug.
+            Decision::Challenge { .. } => {
+                tracing::warn!("policy answered challenge from on-failure; ending the failover");
+                ctx.targets.clear();
+            }
         }
         if ctx.targets.is_empty() && !ctx.pending() {
             return self.send_best(now, server);

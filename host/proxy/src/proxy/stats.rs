@@ -123,6 +123,52 @@ impl DropReason {
     }
 }
 
+/// What digest authentication decided for a request a policy asked about
+/// (see [`crate::auth`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthResult {
+    /// Valid credentials; the request went on.
+    Ok,
+    /// No credentials for the realm: answered 407.
+    Challenged,
+    /// Right digest, expired or foreign nonce: answered 407 `stale=true`.
+    Stale,
+    /// A nonce count that did not grow: answered 407 `stale=true`, not forwarded.
+    Replay,
+    /// Unknown user or wrong password: answered 403.
+    Forbidden,
+    /// Credentials that could not be checked: answered 400.
+    BadRequest,
+}
+
+impl AuthResult {
+    /// Every result, in index order.
+    pub const ALL: [AuthResult; 6] = [
+        AuthResult::Ok,
+        AuthResult::Challenged,
+        AuthResult::Stale,
+        AuthResult::Replay,
+        AuthResult::Forbidden,
+        AuthResult::BadRequest,
+    ];
+
+    /// The `result` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthResult::Ok => "ok",
+            AuthResult::Challenged => "challenged",
+            AuthResult::Stale => "stale",
+            AuthResult::Replay => "replay",
+            AuthResult::Forbidden => "forbidden",
+            AuthResult::BadRequest => "bad_request",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
 /// How one forwarded branch ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ForwardOutcome {
@@ -237,6 +283,8 @@ pub struct Stats {
     pub drain_rejected: u64,
     /// Calls seen established (2xx to an initial INVITE) since start.
     pub dialogs_established: u64,
+    /// Digest authentication results, by [`AuthResult`].
+    pub auth: [u64; AuthResult::ALL.len()],
     /// Forward outcomes per next hop.
     pub targets: TargetStats,
 }
@@ -265,6 +313,11 @@ impl Stats {
         self.dropped[r.index()]
     }
 
+    /// Authentication results of this kind.
+    pub fn auth_of(&self, r: AuthResult) -> u64 {
+        self.auth[r.index()]
+    }
+
     /// Forward outcome counts indexed like [`ForwardOutcome::ALL`].
     pub fn outcome_index(o: ForwardOutcome) -> usize {
         o.index()
@@ -286,6 +339,10 @@ impl Stats {
         self.dropped[r.index()] += 1;
     }
 
+    pub(super) fn auth(&mut self, r: AuthResult) {
+        self.auth[r.index()] += 1;
+    }
+
     pub(super) fn forward_outcome(&mut self, target: SocketAddr, o: ForwardOutcome) {
         self.targets.record(target, o);
     }
@@ -296,6 +353,7 @@ impl Stats {
         add(&mut self.responses_received, &o.responses_received);
         add(&mut self.responses_sent, &o.responses_sent);
         add(&mut self.dropped, &o.dropped);
+        add(&mut self.auth, &o.auth);
         self.retransmissions_received += o.retransmissions_received;
         self.retransmissions_sent += o.retransmissions_sent;
         self.local_failures += o.local_failures;
@@ -321,6 +379,9 @@ mod tests {
         assert_eq!(StatusClass::of(699).as_str(), "6xx");
         assert_eq!(StatusClass::of(42).as_str(), "1xx");
         for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i);
+        }
+        for (i, r) in AuthResult::ALL.iter().enumerate() {
             assert_eq!(r.index(), i);
         }
         for (i, o) in ForwardOutcome::ALL.iter().enumerate() {

@@ -883,3 +883,136 @@ fn requests_to_the_proxy_itself_go_to_the_router() {
     );
     assert_eq!(sigs(&out), [sig("404", UAC)]);
 }
+
+// ---- digest authentication (RFC 3261 §22.3) -----------------------------------------
+
+mod challenge {
+    use super::*;
+    use crate::auth::{Algorithm, AuthCheck, Authenticator, DigestStore};
+    use std::sync::Mutex;
+
+    /// alice / "secret" in realm "viaduct", counts in a map.
+    #[derive(Default)]
+    struct Store(Mutex<HashMap<u128, u32>>);
+
+    impl DigestStore for Store {
+        fn ha1(&self, a: Algorithm, realm: &str, user: &str) -> Option<String> {
+            (realm == "viaduct" && user == "alice").then(|| a.ha1(user, realm, "secret"))
+        }
+        fn advance_nonce_count(&self, id: u128, nc: u32, _: Duration) -> bool {
+            let mut m = self.0.lock().unwrap();
+            let last = m.entry(id).or_insert(0);
+            std::mem::replace(last, nc.max(*last)) < nc
+        }
+    }
+
+    /// Lets authenticated requests through to the callee, challenges the rest.
+    struct AuthRouter;
+
+    impl Router for AuthRouter {
+        fn route(&mut self, req: &mut RouteRequest<'_, '_>) -> Decision {
+            match req.authenticate("viaduct") {
+                Some(AuthCheck::Valid { .. }) => {
+                    Decision::Forward(vec![Target::new(format!("sip:{UAS}"))])
+                }
+                _ => Decision::Challenge {
+                    realm: "viaduct".into(),
+                },
+            }
+        }
+    }
+
+    fn harness() -> Harness {
+        let mut h = Harness::new(AuthRouter);
+        let auth = Authenticator::new(
+            [1; 32],
+            Duration::from_secs(300),
+            Arc::new(Store::default()),
+        );
+        h.proxy.set_authenticator(Arc::new(auth));
+        h
+    }
+
+    /// The SHA-256 challenge's nonce.
+    fn nonce(t: &Transmit) -> String {
+        let m = parse(t);
+        let lines: Vec<&str> = m
+            .headers()
+            .iter()
+            .filter(|f| text(&t.data[f.name_span.clone()]) == "Proxy-Authenticate")
+            .map(|f| text(&t.data[f.value_span.clone()]))
+            .collect();
+        assert_eq!(lines.len(), 2, "one challenge per algorithm: {lines:?}");
+        assert!(lines[0].contains("algorithm=SHA-256") && lines[1].contains("algorithm=MD5"));
+        let v = lines[0];
+        let start = v.find("nonce=\"").unwrap() + 7;
+        v[start..start + v[start..].find('"').unwrap()].to_owned()
+    }
+
+    fn authorization(password: &str, nonce: &str, nc: u32) -> String {
+        let a = Algorithm::Sha256;
+        let ha1 = a.ha1("alice", "viaduct", password);
+        let ha2 = a.hex(&[b"INVITE", BOB.as_bytes()]);
+        let nc = format!("{nc:08x}");
+        let r = a.hex(&[
+            ha1.as_bytes(),
+            nonce.as_bytes(),
+            nc.as_bytes(),
+            b"x",
+            b"auth",
+            ha2.as_bytes(),
+        ]);
+        format!(
+            "Proxy-Authorization: Digest username=\"alice\", realm=\"viaduct\", nonce=\"{nonce}\", \
+             uri=\"{BOB}\", response=\"{r}\", algorithm=SHA-256, qop=auth, nc={nc}, cnonce=\"x\""
+        )
+    }
+
+    #[test]
+    fn challenge_then_credentials_then_replay_then_wrong_password() {
+        let mut h = harness();
+        let out = h.feed(UAC, invite("z9hG4bKc1").bytes());
+        let challenge = only(&out);
+        assert_eq!(status(challenge), Some(407));
+        let n = nonce(challenge);
+        // The ACK of the 407 stays with the proxy.
+        let tag = text(parse(challenge).to().unwrap().tag().unwrap()).to_owned();
+        assert!(h.feed(UAC, non_2xx_ack(&tag).bytes()).is_empty());
+
+        // Second INVITE with credentials: forwarded, without them.
+        let with = invite("z9hG4bKc2").h(&authorization("secret", &n, 1));
+        let forwarded = h.invite(with.clone());
+        assert_eq!(header(&forwarded, "Proxy-Authorization"), None);
+        assert_eq!(h.proxy.stats().auth_of(AuthResult::Ok), 1);
+
+        // The same credentials under a new branch: a replay, challenged again as stale.
+        let replay = with.set(
+            "Via:",
+            &format!("Via: SIP/2.0/UDP {UAC};branch=z9hG4bKc3;rport"),
+        );
+        let out = h.feed(UAC, replay.bytes());
+        assert_eq!(status(only(&out)), Some(407));
+        assert!(header(only(&out), "Proxy-Authenticate")
+            .unwrap()
+            .ends_with("stale=true"));
+        assert_eq!(h.proxy.stats().auth_of(AuthResult::Replay), 1);
+
+        // A wrong password: 403, nothing forwarded.
+        let out = h.feed(
+            UAC,
+            invite("z9hG4bKc4")
+                .h(&authorization("guess", &n, 2))
+                .bytes(),
+        );
+        assert_eq!(sigs(&out), [sig("403", UAC)]);
+        assert_eq!(h.proxy.stats().auth_of(AuthResult::Forbidden), 1);
+        assert_eq!(h.proxy.stats().auth_of(AuthResult::Challenged), 1);
+    }
+
+    #[test]
+    fn a_challenge_without_an_authenticator_is_a_500() {
+        let mut h = Harness::new(AuthRouter);
+        let out = h.feed(UAC, invite("z9hG4bKc9").bytes());
+        assert_eq!(status(only(&out)), Some(500));
+    }
+}
