@@ -82,6 +82,7 @@ enum Kind {
     Relay,
     Drop,
     Next,
+    Challenge(String),
 }
 
 impl Decision {
@@ -145,6 +146,32 @@ impl Decision {
     /// `on_request` the host treats it as an error (500).
     pub fn next() -> Self {
         Decision(Kind::Next)
+    }
+
+    /// Asks for digest credentials of `realm` (RFC 3261 §22.3): the host
+    /// answers 407 with SHA-256 and MD5 challenges, or 403 when the request
+    /// carried a wrong password. Pair it with
+    /// [`Request::authenticated_user`](crate::Request::authenticated_user):
+    ///
+    /// ```
+    /// # use viaduct_guest_sdk::Decision;
+    /// fn route(user: Option<String>) -> Decision {
+    ///     match user {
+    ///         Some(_) => Decision::relay(),
+    ///         None => Decision::challenge("voice.example.com"),
+    ///     }
+    /// }
+    /// assert!(route(None).is_challenge());
+    /// ```
+    ///
+    /// The host needs `[auth]` in its config (credentials), else it answers 500.
+    pub fn challenge(realm: impl Into<String>) -> Self {
+        Decision(Kind::Challenge(realm.into()))
+    }
+
+    /// Whether this is a challenge.
+    pub fn is_challenge(&self) -> bool {
+        matches!(self.0, Kind::Challenge(_))
     }
 
     /// Adds a header field to a [`Decision::reject`] answer (`Retry-After`,
@@ -218,6 +245,7 @@ impl Decision {
             Kind::Relay => raw::Decision::Relay,
             Kind::Drop => raw::Decision::Drop,
             Kind::Next => raw::Decision::Continue,
+            Kind::Challenge(realm) => raw::Decision::Challenge(realm),
         }
     }
 }

@@ -29,7 +29,7 @@
 //! ```
 //!
 //! Build it with `cargo build --release --target wasm32-wasip2`: the
-//! `cdylib` that comes out is a component of the `viaduct:policy/policy@0.1.0`
+//! `cdylib` that comes out is a component of the `viaduct:policy/policy@0.2.0`
 //! world, ready for `viaduct --policy`.
 //!
 //! What this crate does not do: it does not run anything by itself, keep state

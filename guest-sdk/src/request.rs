@@ -203,4 +203,12 @@ impl<'a> Request<'a> {
     pub fn set_request_uri(&self, uri: &str) -> Result<(), String> {
         self.raw.set_request_uri(uri)
     }
+
+    /// The user whose digest credentials for `realm` the host verified
+    /// (right password, fresh nonce, no replay), or `None`; answer
+    /// [`Decision::challenge`](crate::Decision::challenge) then. Checked once
+    /// per request; the host removes the credentials before forwarding.
+    pub fn authenticated_user(&self, realm: &str) -> Option<String> {
+        self.raw.authenticated_user(realm)
+    }
 }

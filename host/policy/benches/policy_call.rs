@@ -74,13 +74,7 @@ fn bench(c: &mut Criterion) {
             PolicyRouter::new(host(deadline, memory), Arc::new(vec![])).with_strategy(strategy);
         group.bench_function(name, |b| {
             b.iter(|| {
-                let mut req = RouteRequest {
-                    message: &msg,
-                    source,
-                    transport: Transport::Udp,
-                    edits: Default::default(),
-                    version: 0,
-                };
+                let mut req = RouteRequest::new(&msg, source, Transport::Udp);
                 router.route(&mut req)
             })
         });

@@ -124,6 +124,13 @@ impl types::HostRequest for State {
     ) -> wasmtime::Result<Result<(), String>> {
         Ok(self.view_mut(&r)?.set_request_uri(uri))
     }
+    fn authenticated_user(
+        &mut self,
+        r: Resource<RequestView>,
+        realm: String,
+    ) -> wasmtime::Result<Option<String>> {
+        Ok(self.view_mut(&r)?.authenticated_user(&realm))
+    }
     fn drop(&mut self, r: Resource<RequestView>) -> wasmtime::Result<()> {
         // The host owns requests; the guest only ever borrows them.
         let _ = r;

@@ -36,6 +36,8 @@ pub enum CallOutcome {
     Drop,
     /// `continue`
     Continue,
+    /// `challenge`
+    Challenge,
     /// A trap, memory exhaustion or a failed instantiation: the fail action applied.
     Error,
     /// The epoch deadline passed: the fail action applied.
@@ -44,13 +46,14 @@ pub enum CallOutcome {
 
 impl CallOutcome {
     /// Every outcome, in index order.
-    pub const ALL: [CallOutcome; 8] = [
+    pub const ALL: [CallOutcome; 9] = [
         CallOutcome::Forward,
         CallOutcome::Reject,
         CallOutcome::Redirect,
         CallOutcome::Relay,
         CallOutcome::Drop,
         CallOutcome::Continue,
+        CallOutcome::Challenge,
         CallOutcome::Error,
         CallOutcome::Timeout,
     ];
@@ -64,6 +67,7 @@ impl CallOutcome {
             CallOutcome::Relay => "relay",
             CallOutcome::Drop => "drop",
             CallOutcome::Continue => "continue",
+            CallOutcome::Challenge => "challenge",
             CallOutcome::Error => "error",
             CallOutcome::Timeout => "timeout",
         }
@@ -79,7 +83,7 @@ impl CallOutcome {
 struct Slot {
     /// 0 = unused.
     version: AtomicU64,
-    outcomes: [AtomicU64; 8],
+    outcomes: [AtomicU64; CallOutcome::ALL.len()],
     /// Per bucket (not cumulative); the last one is +Inf.
     buckets: [AtomicU64; 13],
     sum_ns: AtomicU64,
@@ -148,7 +152,7 @@ pub struct VersionCalls {
     /// The version id.
     pub version: u64,
     /// Counts indexed like [`CallOutcome::ALL`].
-    pub outcomes: [u64; 8],
+    pub outcomes: [u64; CallOutcome::ALL.len()],
     /// Counts per duration bucket (not cumulative; the last is +Inf).
     pub buckets: [u64; 13],
     /// Sum of call durations.

@@ -61,7 +61,7 @@ pub enum LoadError {
         message: String,
     },
     /// A component for another world or version (imports we do not provide, exports missing).
-    #[error("{path} is not a viaduct:policy@0.1.0 policy: {message}")]
+    #[error("{path} is not a viaduct:policy@0.2.0 policy: {message}")]
     Link {
         /// The file.
         path: PathBuf,
@@ -155,6 +155,12 @@ impl PolicyHost {
     }
 
     /// Call counters for a new worker's router.
+    /// A value of the policy `kv` (shared by all versions), for the host's own
+    /// lookups such as digest credentials.
+    pub fn kv_get(&self, key: &str) -> Option<Vec<u8>> {
+        self.shared.kv.get(key)
+    }
+
     pub(crate) fn register_worker(&self) -> Arc<crate::WorkerCalls> {
         let calls = Arc::new(crate::WorkerCalls::default());
         let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());

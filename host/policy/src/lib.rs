@@ -1,4 +1,4 @@
-//! The Wasm policy host: runs `viaduct:policy@0.1.0` components (see
+//! The Wasm policy host: runs `viaduct:policy@0.2.0` components (see
 //! `wit/policy.wit`) as the proxy core's [`viaduct_proxy::Router`].
 //!
 //! * [`PolicyHost`] owns the wasmtime engine (Cranelift, component model,

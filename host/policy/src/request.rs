@@ -7,6 +7,8 @@
 
 use bytes::Bytes;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use viaduct_proxy::auth::{AuthCheck, Authenticator};
 use viaduct_proxy::{RequestEdits, Transport, PROTECTED_HEADERS};
 use viaduct_sip::{HeaderField, HeaderName, Message};
 
@@ -21,6 +23,9 @@ pub struct RequestView {
     pub(crate) transport: Transport,
     /// What the policy changed so far.
     pub(crate) edits: RequestEdits,
+    authenticator: Option<Arc<Authenticator>>,
+    /// The digest check, once asked for (it records the nonce count, so it runs once).
+    pub(crate) auth_check: Option<(String, AuthCheck)>,
 }
 
 impl RequestView {
@@ -48,7 +53,33 @@ impl RequestView {
             source,
             transport,
             edits,
+            authenticator: None,
+            auth_check: None,
         }
+    }
+
+    /// Lets `authenticated-user` check credentials with the proxy's authenticator.
+    pub fn with_authenticator(
+        mut self,
+        authenticator: Option<Arc<Authenticator>>,
+        checked: Option<(String, AuthCheck)>,
+    ) -> Self {
+        self.authenticator = authenticator;
+        self.auth_check = checked;
+        self
+    }
+
+    /// The user whose credentials for `realm` are valid, checked at most once.
+    pub fn authenticated_user(&mut self, realm: &str) -> Option<String> {
+        if self.auth_check.as_ref().is_none_or(|(r, _)| r != realm) {
+            let auth = self.authenticator.as_ref()?;
+            let msg = Message::parse(&self.data, viaduct_sip::Framing::Datagram).ok()?;
+            let check = auth.check(&msg, realm, viaduct_proxy::auth::unix_now());
+            self.auth_check = Some((realm.to_owned(), check));
+        }
+        self.auth_check
+            .as_ref()
+            .and_then(|(_, c)| c.user().map(str::to_owned))
     }
 
     fn message(&self) -> Option<Message<'_>> {

@@ -30,6 +30,12 @@ struct Loaded {
     instance: Option<(Store<State>, Policy)>,
 }
 
+/// What a call leaves behind: the edits and the digest check, if it ran.
+type ViewResult = (
+    viaduct_proxy::RequestEdits,
+    Option<(String, viaduct_proxy::auth::AuthCheck)>,
+);
+
 /// Headers a caller may not set for itself unless its source is trusted.
 pub const UNTRUSTED_HEADERS: [&str; 2] = ["X-Room-ID", "X-Session-ID"];
 
@@ -154,10 +160,12 @@ impl PolicyRouter {
                 req.source,
                 req.transport,
                 &hidden,
-            );
+            )
+            .with_authenticator(req.authenticator.clone(), req.auth_check.clone());
             match self.call_once(idx, view, failure) {
-                Ok((d, edits)) => {
+                Ok((d, (edits, auth_check))) => {
                     req.edits = edits;
+                    req.auth_check = auth_check;
                     req.version = version.id;
                     let outcome = outcome_of(&d);
                     return (convert(d), outcome);
@@ -191,7 +199,7 @@ impl PolicyRouter {
         idx: usize,
         view: RequestView,
         failure: Option<u16>,
-    ) -> Result<(WitDecision, viaduct_proxy::RequestEdits), (String, bool)> {
+    ) -> Result<(WitDecision, ViewResult), (String, bool)> {
         let deadline = self.host.epoch.ticks(self.host.settings.deadline);
         let Some((store, policy)) = self.loaded[idx].instance.as_mut() else {
             return Err(("no instance".into(), false));
@@ -212,7 +220,7 @@ impl PolicyRouter {
             .data_mut()
             .table
             .delete(own)
-            .map(|v| v.edits)
+            .map(|v| (v.edits, v.auth_check))
             .unwrap_or_default();
         match result {
             Ok(d) => Ok((d, edits)),
@@ -268,6 +276,7 @@ fn outcome_of(d: &WitDecision) -> CallOutcome {
         WitDecision::Relay => CallOutcome::Relay,
         WitDecision::Drop => CallOutcome::Drop,
         WitDecision::Continue => CallOutcome::Continue,
+        WitDecision::Challenge(_) => CallOutcome::Challenge,
     }
 }
 
@@ -302,5 +311,6 @@ fn convert(d: WitDecision) -> Decision {
         WitDecision::Relay => Decision::Relay,
         WitDecision::Drop => Decision::Drop,
         WitDecision::Continue => Decision::Continue,
+        WitDecision::Challenge(realm) => Decision::Challenge { realm },
     }
 }
