@@ -28,6 +28,59 @@ pub struct Config {
     pub admin: Admin,
     /// `[limits]`
     pub limits: Limits,
+    /// `[auth]`
+    pub auth: AuthSection,
+}
+
+/// `[auth]`: digest authentication for policies that answer `challenge`
+/// (see `auth.rs`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSection {
+    /// On: policies may challenge. Off: a `challenge` decision gets 500.
+    pub enabled: bool,
+    /// How long a nonce is good, in seconds (then the client gets a `stale=true` 407).
+    pub nonce_lifetime_s: u64,
+    /// 64 hex digits keying the nonce HMAC; instances sharing it accept each
+    /// other's nonces. Empty = random at start. `VIADUCT_AUTH_SECRET` overrides it.
+    pub secret: String,
+    /// Algorithms offered, in order: "SHA-256", "MD5". Clients that answer
+    /// the first challenge whatever it is (SIPp 3.6.1, old phones) need MD5 first.
+    pub algorithms: Vec<String>,
+    /// Also look HA1s up in the policy kv (`auth:ha1:<md5|sha-256>:<realm>:<user>`).
+    pub kv_credentials: bool,
+    /// Users: HA1 = H(user:realm:password) per algorithm, never the password.
+    pub users: Vec<AuthUser>,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        AuthSection {
+            enabled: false,
+            nonce_lifetime_s: 300,
+            secret: String::new(),
+            algorithms: vec!["SHA-256".into(), "MD5".into()],
+            kv_credentials: false,
+            users: Vec::new(),
+        }
+    }
+}
+
+/// The environment variable that overrides `auth.secret`.
+pub const AUTH_SECRET_ENV: &str = "VIADUCT_AUTH_SECRET";
+
+/// One `[[auth.users]]` entry.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthUser {
+    /// User name (the `username` of the credentials).
+    pub user: String,
+    /// Realm the policy challenges with.
+    pub realm: String,
+    /// MD5(user:realm:password), 32 hex digits.
+    pub ha1_md5: String,
+    /// SHA-256(user:realm:password), 64 hex digits.
+    pub ha1_sha256: String,
 }
 
 /// `[limits]`: the flood guard in front of the parser (see `flood.rs`).
@@ -269,10 +322,13 @@ impl Config {
         Ok(config)
     }
 
-    /// Environment overrides: `VIADUCT_ADMIN_TOKEN`.
+    /// Environment overrides: `VIADUCT_ADMIN_TOKEN`, `VIADUCT_AUTH_SECRET`.
     pub fn apply_env(&mut self) {
         if let Some(token) = std::env::var_os(ADMIN_TOKEN_ENV) {
             self.admin.token = token.to_string_lossy().into_owned();
+        }
+        if let Some(secret) = std::env::var_os(AUTH_SECRET_ENV) {
+            self.auth.secret = secret.to_string_lossy().into_owned();
         }
     }
 
@@ -331,6 +387,7 @@ impl Config {
                 );
             }
         }
+        crate::auth::validate(&self.auth)?;
         for target in &self.routing.targets {
             let uri = viaduct_sip::Uri::parse(target.as_bytes())
                 .map_err(|_| anyhow::anyhow!("routing.targets: {target:?} is not a SIP URI"))?;

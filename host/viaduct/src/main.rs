@@ -5,6 +5,7 @@
 //! and sends what it yields. See `examples/viaduct.toml` for the config.
 
 mod admin;
+mod auth;
 mod config;
 mod ctl;
 mod flood;
@@ -65,6 +66,14 @@ enum Command {
         #[command(subcommand)]
         action: ctl::Action,
     },
+    /// Print the `[[auth.users]]` lines (HA1s, MD5 and SHA-256) for a user;
+    /// the password is read from stdin, never from the command line.
+    Ha1 {
+        /// User name.
+        user: String,
+        /// Realm the policy challenges with.
+        realm: String,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -112,6 +121,9 @@ fn load_config(cli: &Cli) -> Result<Config> {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    if let Some(Command::Ha1 { user, realm }) = &cli.command {
+        return auth::print_ha1(user, realm);
+    }
     let config = load_config(&cli)?;
     if let Some(Command::Ctl { action }) = cli.command {
         let addr = config
@@ -219,6 +231,8 @@ async fn serve(config: Config, workers: usize) -> Result<()> {
         None => None,
     };
     let trusted = Arc::new(config.trusted_sources());
+    let authenticator =
+        auth::authenticator(&config.auth, reloader.as_ref().map(|r| r.host.clone()))?;
     for ((index, rx), udp) in receivers.into_iter().enumerate().zip(udp) {
         let router: Box<dyn viaduct_proxy::Router> = match &reloader {
             Some(r) => Box::new(viaduct_policy::PolicyRouter::new(
@@ -227,9 +241,13 @@ async fn serve(config: Config, workers: usize) -> Result<()> {
             )),
             None => Box::new(StaticRouter::new(config.targets())),
         };
+        let mut proxy = Proxy::new(proxy_config.clone(), router);
+        if let Some(a) = &authenticator {
+            proxy.set_authenticator(a.clone());
+        }
         let w = worker::Worker {
             index,
-            proxy: Proxy::new(proxy_config.clone(), router),
+            proxy,
             udp,
             rx,
             dispatcher: dispatcher.clone(),

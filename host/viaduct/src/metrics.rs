@@ -37,7 +37,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use viaduct_proxy::{DropReason, ForwardOutcome, Proxy, Stats, StatusClass, METHODS};
+use viaduct_proxy::{AuthResult, DropReason, ForwardOutcome, Proxy, Stats, StatusClass, METHODS};
 
 /// How stale a busy worker's published counters may get.
 pub const PUBLISH_EVERY: Duration = Duration::from_millis(100);
@@ -292,6 +292,13 @@ impl Collector for ProxyCollector {
             "viaduct_dialogs_established",
             "Calls established through this proxy (2xx to an initial INVITE)",
             s.dialogs_established,
+        )?;
+        counters(
+            &mut e,
+            "viaduct_auth",
+            "Digest authentication results (ok, challenged, stale, replay, forbidden, bad_request)",
+            "result",
+            AuthResult::ALL.iter().map(|r| (r.as_str(), s.auth_of(*r))),
         )?;
         counter(
             &mut e,
