@@ -13,7 +13,7 @@ pub mod transaction;
 
 pub use proxy::{
     DropReason, FlowId, ForwardOutcome, Incoming, Listener, Proxy, ProxyConfig, Stats, StatusClass,
-    Transmit, METHODS,
+    TargetState, TargetStateError, TargetStates, Transmit, MAX_INACTIVE_TARGETS, METHODS,
 };
 pub use router::{
     Decision, RequestEdits, RouteRequest, Router, StaticRouter, Target, Transport,

@@ -219,6 +219,8 @@ async fn serve(config: Config, workers: usize) -> Result<()> {
         None => None,
     };
     let trusted = Arc::new(config.trusted_sources());
+    // Per-target drain: the admin port writes, every worker's core reads.
+    let target_states = Arc::new(viaduct_proxy::TargetStates::default());
     for ((index, rx), udp) in receivers.into_iter().enumerate().zip(udp) {
         let router: Box<dyn viaduct_proxy::Router> = match &reloader {
             Some(r) => Box::new(viaduct_policy::PolicyRouter::new(
@@ -227,9 +229,11 @@ async fn serve(config: Config, workers: usize) -> Result<()> {
             )),
             None => Box::new(StaticRouter::new(config.targets())),
         };
+        let mut proxy = Proxy::new(proxy_config.clone(), router);
+        proxy.set_target_states(target_states.clone());
         let w = worker::Worker {
             index,
-            proxy: Proxy::new(proxy_config.clone(), router),
+            proxy,
             udp,
             rx,
             dispatcher: dispatcher.clone(),
@@ -270,6 +274,7 @@ async fn serve(config: Config, workers: usize) -> Result<()> {
         dispatcher.clone(),
         reloader.clone(),
         flood_counters.clone(),
+        target_states,
         listener_names,
     ));
     if !config.admin.listen.is_empty() {

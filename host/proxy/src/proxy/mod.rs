@@ -9,7 +9,9 @@
 //! One request's way (§16.3-16.6): parse and validate (400/416/420/482/483),
 //! match a server transaction (retransmissions absorbed), Route
 //! pre-processing (strict and loose routers), then for initial requests the
-//! [`Router`] decides; in-dialog requests (To-tag) follow their Route set.
+//! [`Router`] decides, and inactive (drained) next hops are taken out of its
+//! `forward` lists ([`TargetStates`]); in-dialog requests (To-tag) follow
+//! their Route set.
 //! Forwarding edits the received bytes (Via, Record-Route, Max-Forwards,
 //! Route, Request-URI) and starts a client transaction per target, one at a
 //! time (serial failover on 408/503/timeout). Responses (§16.7) are matched to
@@ -40,6 +42,7 @@ mod reply;
 mod request;
 mod response;
 mod stats;
+mod target_state;
 mod timers;
 
 use crate::router::{Router, Transport};
@@ -50,6 +53,7 @@ use bytes::Bytes;
 use context::Context;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use timers::{TimerHeap, TimerKey};
 
@@ -58,6 +62,7 @@ pub use reply::reason_phrase;
 pub use stats::{
     DropReason, ForwardOutcome, Stats, StatusClass, TargetStats, MAX_TARGETS, METHODS,
 };
+pub use target_state::{TargetState, TargetStateError, TargetStates, MAX_INACTIVE_TARGETS};
 
 /// Identifies a stream connection in the runtime, so responses and in-dialog
 /// requests go back over the connection a request came in on.
@@ -167,6 +172,8 @@ pub struct Proxy {
     /// Random part of the To tags this proxy writes in its own answers.
     tag_seed: u64,
     draining: bool,
+    /// Drained next hops, shared with the other workers and the admin port.
+    target_states: Arc<TargetStates>,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -195,6 +202,7 @@ impl Proxy {
             dialogs: Default::default(),
             tag_seed: rand::random(),
             draining: false,
+            target_states: Arc::default(),
         }
     }
 
@@ -264,6 +272,12 @@ impl Proxy {
     /// Retry-After); in-dialog requests and transactions in flight go on.
     pub fn set_draining(&mut self, draining: bool) {
         self.draining = draining;
+    }
+
+    /// Shares the next hops' states (see `target_state.rs`) with whoever
+    /// sets them: every worker's proxy gets the same `Arc`.
+    pub fn set_target_states(&mut self, states: Arc<TargetStates>) {
+        self.target_states = states;
     }
 
     /// Requests forwarded that have no final response yet: what a drain waits for.

@@ -5,6 +5,7 @@ use super::branch;
 use super::context::Best;
 use super::next_hop;
 use super::reply::reason_phrase;
+use super::target_state::Filtered;
 use super::{ClientTx, DropReason, ForwardOutcome, Proxy, StatusClass, TxId};
 use crate::router::{Decision, RouteRequest};
 use bytes::Bytes;
@@ -259,7 +260,24 @@ impl Proxy {
             // Serial failover goes on only for failures another target may not have.
             Decision::Continue | Decision::Relay if matches!(code, 408 | 503) => {}
             Decision::Continue | Decision::Relay => ctx.targets.clear(),
-            Decision::Forward(t) => ctx.targets = t.into(),
+            Decision::Forward(t) => match self.target_states.filter(t) {
+                Filtered::Targets(t, skipped) => {
+                    self.stats.targets_skipped += skipped as u64;
+                    ctx.targets = t.into();
+                }
+                Filtered::AllInactive => {
+                    self.stats.all_targets_inactive += 1;
+                    super::request::all_inactive_logged(self.stats.all_targets_inactive);
+                    let (code, reason, retry) = super::request::ALL_INACTIVE;
+                    // As the router's own answer would: the caller should come back later.
+                    ctx.targets.clear();
+                    ctx.best = Some(Best::Reject {
+                        code,
+                        reason: reason.into(),
+                        headers: vec![retry.into()],
+                    });
+                }
+            },
             Decision::Reject {
                 code,
                 reason,

@@ -237,6 +237,10 @@ pub struct Stats {
     pub drain_rejected: u64,
     /// Calls seen established (2xx to an initial INVITE) since start.
     pub dialogs_established: u64,
+    /// Inactive (drained) targets taken out of forward decisions.
+    pub targets_skipped: u64,
+    /// Requests answered 503 because every target of the decision was inactive.
+    pub all_targets_inactive: u64,
     /// Forward outcomes per next hop.
     pub targets: TargetStats,
 }
@@ -302,6 +306,8 @@ impl Stats {
         self.branch_timeouts += o.branch_timeouts;
         self.drain_rejected += o.drain_rejected;
         self.dialogs_established += o.dialogs_established;
+        self.targets_skipped += o.targets_skipped;
+        self.all_targets_inactive += o.all_targets_inactive;
         self.targets.merge(&o.targets);
     }
 }

@@ -883,3 +883,5 @@ fn requests_to_the_proxy_itself_go_to_the_router() {
     );
     assert_eq!(sigs(&out), [sig("404", UAC)]);
 }
+
+mod target_state;
