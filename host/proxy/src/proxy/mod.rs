@@ -34,6 +34,20 @@
 //! 1.5 KiB per transaction, four per call), and stays there (+2.4 MiB over
 //! the second half of the run).
 
+/// Adds to one of the proxy's counters (`count!(self.stats.branch_timeouts)`,
+/// `count!(self.stats.retransmissions_sent, n)`); a no-op when the bench-only
+/// `bench-no-stats` feature compiles counting out (see `stats.rs`).
+macro_rules! count {
+    ($counter:expr) => {
+        count!($counter, 1)
+    };
+    ($counter:expr, $n:expr) => {
+        if $crate::proxy::stats::RECORDING {
+            $counter += $n;
+        }
+    };
+}
+
 mod branch;
 mod context;
 mod dialogs;
@@ -414,7 +428,8 @@ impl Proxy {
             ServerTx::NonInvite(tx) => tx.handle_timeout(now),
         }
         // What a timer makes a server transaction send is a retransmission (Timer G).
-        self.stats.retransmissions_sent += self.flush_server(id);
+        let sent = self.flush_server(id);
+        count!(self.stats.retransmissions_sent, sent);
         self.drain_server(id);
     }
 
@@ -505,7 +520,7 @@ impl Proxy {
             }
         }
         if let (Some(code), false) = (failed, is_cancel) {
-            self.stats.branch_timeouts += 1;
+            count!(self.stats.branch_timeouts);
             self.branch_failed(now, server, branch, code);
         }
     }
@@ -523,7 +538,8 @@ impl Proxy {
             ClientTx::NonInvite(tx) => tx.handle_timeout(now),
         }
         // What a timer makes a client transaction send is a retransmission (Timer A/E).
-        self.stats.retransmissions_sent += self.flush_client(id);
+        let sent = self.flush_client(id);
+        count!(self.stats.retransmissions_sent, sent);
         self.drain_client(now, id);
     }
 

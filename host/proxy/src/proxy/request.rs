@@ -113,7 +113,7 @@ impl Proxy {
         }
 
         if self.draining && !in_dialog {
-            self.stats.drain_rejected += 1;
+            count!(self.stats.drain_rejected);
             return self.respond_stateless(msg, inc, 503, "Draining", &[RETRY_AFTER]);
         }
         let mut policy_version = 0;
@@ -139,11 +139,11 @@ impl Proxy {
             },
             Decision::Forward(t) if !t.is_empty() => match self.target_states.filter(t) {
                 Filtered::Targets(t, skipped) => {
-                    self.stats.targets_skipped += skipped as u64;
+                    count!(self.stats.targets_skipped, skipped as u64);
                     t
                 }
                 Filtered::AllInactive => {
-                    self.stats.all_targets_inactive += 1;
+                    count!(self.stats.all_targets_inactive);
                     all_inactive_logged(self.stats.all_targets_inactive);
                     let (code, reason, retry) = ALL_INACTIVE;
                     return self.respond_stateless(msg, inc, code, reason, &[retry]);
@@ -224,7 +224,7 @@ impl Proxy {
             (ServerTx::NonInvite(tx), _) => tx.handle_request_retransmit(now),
         }
         if method != Method::Ack {
-            self.stats.retransmissions_received += 1;
+            count!(self.stats.retransmissions_received);
         }
         self.drain_server(id);
         if pass_ack {
