@@ -11,12 +11,14 @@
 //! medians over the rounds, counters on/off, 3 rounds: relay 134.6/139.7 µs
 //! per call (0.96), a target list 123.3/138.8 µs (0.89), a target list with
 //! one inactive next hop 152.5/137.4 µs (1.11); 5 rounds: 149.0/136.2 (1.09),
-//! 130.4/132.7 (0.98), 146.4/129.7 (1.13). The ratio falls on both sides of
-//! 1 and the same build's rounds spread wider (87-169 µs), so the counters
-//! are below what this machine can resolve: about 20 adds on memory no
-//! other thread touches per call (plus a search of at most [`MAX_TARGETS`]
-//! next hops per branch), against ~130 µs of parsing, transactions and
-//! copying. Rerun on a quiet machine for a figure tighter than "under ~10%".
+//! 130.4/132.7 (0.98), 146.4/129.7 (1.13); 3 more rounds at load 3.6-4.1:
+//! 133.9/135.4 (0.99), 145.2/128.7 (1.13), 134.5/159.0 (0.85). The ratio
+//! falls on both sides of 1 and one build's rounds spread wider (85-169 µs),
+//! so the counters are below what this machine can resolve: about 20 adds
+//! on memory no other thread touches per call (plus a search of at most
+//! [`MAX_TARGETS`] next hops per branch), against ~130 µs of parsing,
+//! transactions and copying. These runs only rule out a large cost; rerun
+//! on a quiet machine for a real figure.
 //!
 //! Every label a counter can carry is a fixed set here ([`METHODS`],
 //! [`StatusClass`], [`DropReason`], [`ForwardOutcome`]), or a capped set

@@ -22,7 +22,8 @@
 //! call with one of two targets inactive) measured, 2026-12-02 on the shared
 //! machine at load average 4.5-8, medians of 3 and 5 rounds: 152.5 vs
 //! 123.3 µs and 146.4 vs 130.4 µs with the counters built in, 137.4 vs
-//! 138.8 µs and 129.7 vs 132.7 µs with them out. Two builds disagree by
+//! 138.8 µs and 129.7 vs 132.7 µs with them out; a third run (load 3.6-4.1)
+//! 134.5 vs 145.2 µs (0.93) built in. The builds and runs disagree by
 //! more than the filter could cost (two URI parses and a hash lookup, on the
 //! order of a microsecond), so this is noise; rerun on a quiet machine.
 
