@@ -32,13 +32,36 @@ pub fn http_request_with(
     path: &str,
     headers: &[&str],
 ) -> Result<HttpResponse> {
+    http_exchange(addr, method, path, headers, "")
+}
+
+/// `POST path` with a JSON body (`POST /targets/<addr>/state`).
+pub fn http_post_json(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[&str],
+    body: &str,
+) -> Result<HttpResponse> {
+    let mut with_type = headers.to_vec();
+    with_type.push("Content-Type: application/json");
+    http_exchange(addr, "POST", path, &with_type, body)
+}
+
+fn http_exchange(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: &str,
+) -> Result<HttpResponse> {
     let mut stream = TcpStream::connect_timeout(&addr, HTTP_BOUND)
         .with_context(|| format!("connecting to http://{addr}"))?;
     stream.set_read_timeout(Some(HTTP_BOUND))?;
     stream.set_write_timeout(Some(HTTP_BOUND))?;
     let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     );
     stream.write_all(request.as_bytes())?;
     let mut raw = Vec::new();

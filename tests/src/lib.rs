@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-pub use http::{http_request, http_request_with, HttpResponse, HTTP_BOUND};
+pub use http::{http_post_json, http_request, http_request_with, HttpResponse, HTTP_BOUND};
 pub use json::Json;
 pub use roomkit::roomkit_python;
 pub use sipp::{traced_messages, Role, Sipp, SippProcess, SippRun, TracedMessage};

@@ -1,14 +1,18 @@
 //! Operating the real proxy: `/metrics` after SIPp calls, `/health/ready`
-//! and `POST /drain` under load, SIGTERM with calls up, the admin token and
-//! `viaduct ctl`. SIPp on 127.0.0.1, each test on its own ports.
+//! and `POST /drain` under load, per-target drain with the media-bridge
+//! policy, SIGTERM with calls up, the admin token and `viaduct ctl`. SIPp on
+//! 127.0.0.1, each test on its own ports.
 
+use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use viaduct_e2e::{
-    free_port, http_request, http_request_with, viaduct_bin, HttpResponse, Sipp, Viaduct,
+    free_port, header_value, http_post_json, http_request, http_request_with, policy_wasm,
+    viaduct_bin, HttpResponse, Sipp, SippRun, Viaduct,
 };
 
 /// The value of the sample `name` (with its labels, as written) in a
@@ -161,6 +165,187 @@ fn drain_under_load_keeps_established_calls() {
     assert_eq!(sample(&body, "viaduct_available"), Some(0.0), "{body}");
     let mut proxy = proxy;
     assert!(proxy.is_running(), "POST /drain must not stop the process");
+}
+
+/// The Call-IDs of the INVITEs in a SIPp trace: sent (`received = false`,
+/// a caller) or received (a callee).
+fn invite_call_ids(run: &SippRun, received: bool) -> HashSet<String> {
+    run.timed_message_list()
+        .into_iter()
+        .filter(|m| m.received == received && m.text.starts_with("INVITE "))
+        .filter_map(|m| header_value(&m.text, "call-id", Some("i")))
+        .collect()
+}
+
+/// `POST /targets/<target>/state` with `{"state": state}`; panics unless 200.
+fn set_target_state(proxy: &Viaduct, target: SocketAddr, state: &str) {
+    let admin = proxy.admin_addr().expect("admin port");
+    let body = format!("{{\"state\":\"{state}\"}}");
+    let answer = http_post_json(admin, &format!("/targets/{target}/state"), &[], &body)
+        .expect("POST /targets/<addr>/state");
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(json(&answer)["state"], state, "{answer:?}");
+}
+
+/// `viaduct ctl target-state <target> <state>`; panics unless it succeeds.
+fn ctl_target_state(proxy: &Viaduct, target: SocketAddr, state: &str) {
+    let admin = proxy.admin_addr().expect("admin port").to_string();
+    let out = Command::new(viaduct_bin())
+        .args([
+            "ctl",
+            "--admin",
+            &admin,
+            "target-state",
+            &target.to_string(),
+            state,
+        ])
+        .env_remove("VIADUCT_ADMIN_TOKEN")
+        .stdin(Stdio::null())
+        .output()
+        .expect("running viaduct ctl");
+    assert!(
+        out.status.success(),
+        "ctl target-state {target} {state}: {out:?}"
+    );
+}
+
+/// Per-target drain with the media-bridge policy (it forwards every call to
+/// both bridges, starting at the one its Call-ID hashes to). Bridge B is
+/// drained, 4 calls of 2 s come up on A; then A is drained and B made active
+/// while they are up: 10 new calls all go to B, and the 4 calls on A still
+/// end there (their ACK and BYE follow the route). With both active again
+/// calls reach both; with both drained the caller gets
+/// `503 All Targets Inactive` with `Retry-After` and no bridge sees an INVITE.
+#[test]
+fn target_drain_moves_new_calls_and_keeps_calls_up() {
+    let cache = tempfile::tempdir().expect("temp dir");
+    let bridge_a = Sipp::uas().trace_msg().spawn();
+    let bridge_b = Sipp::uas().trace_msg().spawn();
+    let (a, b) = (bridge_a.addr(), bridge_b.addr());
+    let proxy = Viaduct::start(&format!(
+        "[policy]\nfile = {:?}\ncache_dir = {:?}\n\n[policy.config]\nbridges = [\"sip:{a}\", \"sip:{b}\"]\n",
+        policy_wasm("media-bridge").display().to_string(),
+        cache.path().display().to_string(),
+    ));
+    let call = |calls: u64, rate: u32| {
+        Sipp::uac(a)
+            .rsa(proxy.udp_addr())
+            .calls(calls)
+            .rate(rate)
+            .timeout(Duration::from_secs(30))
+            .trace_msg()
+    };
+
+    set_target_state(&proxy, b, "inactive");
+    let held = call(4, 20).arg("-d").arg("2000").spawn();
+    let started = Instant::now();
+    while json(&proxy.admin("GET", "/status"))["dialogs"] != 4 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "4 calls never came up on A\n{}",
+            proxy.log_tail(20)
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    set_target_state(&proxy, a, "inactive");
+    ctl_target_state(&proxy, b, "active");
+    let targets = json(&proxy.admin("GET", "/targets"));
+    assert_eq!(targets["inactive"][0], a.to_string(), "{targets}");
+    let moved = call(10, 20).spawn().wait();
+    let held = held.wait();
+
+    ctl_target_state(&proxy, a, "active");
+    let both = call(20, 40).spawn().wait();
+
+    set_target_state(&proxy, a, "inactive");
+    set_target_state(&proxy, b, "inactive");
+    let refused = call(3, 20)
+        .scenario("room_or_reject_uac.xml")
+        .spawn()
+        .wait();
+    let (at_a, at_b) = (bridge_a.stop(), bridge_b.stop());
+
+    for (run, calls) in [(&held, 4), (&moved, 10), (&both, 20)] {
+        assert!(
+            run.successful == calls && run.failed == 0,
+            "expected {calls} completed calls\n{}",
+            run.summary()
+        );
+    }
+    let (seen_a, seen_b) = (invite_call_ids(&at_a, true), invite_call_ids(&at_b, true));
+    let held_ids = invite_call_ids(&held, false);
+    assert!(
+        held_ids.is_subset(&seen_a) && held_ids.is_disjoint(&seen_b),
+        "the 4 held calls must reach A only (B was inactive)"
+    );
+    // Their BYEs reached A after A was drained: 4 completed calls there.
+    let byes_at_a = at_a
+        .message_list()
+        .iter()
+        .filter(|m| {
+            m.starts_with("BYE ")
+                && header_value(m, "call-id", Some("i")).is_some_and(|c| held_ids.contains(&c))
+        })
+        .count();
+    assert_eq!(
+        byes_at_a, 4,
+        "the held calls' BYEs must still go to drained A"
+    );
+    let moved_ids = invite_call_ids(&moved, false);
+    assert!(
+        moved_ids.len() == 10 && moved_ids.is_subset(&seen_b) && moved_ids.is_disjoint(&seen_a),
+        "with A drained every new call must go to B only"
+    );
+    let both_ids = invite_call_ids(&both, false);
+    let (to_a, to_b) = (
+        both_ids.intersection(&seen_a).count(),
+        both_ids.intersection(&seen_b).count(),
+    );
+    assert!(
+        to_a > 0 && to_b > 0 && to_a + to_b == 20,
+        "with both active, calls go to both: A {to_a}, B {to_b}"
+    );
+    let refused_ids = invite_call_ids(&refused, false);
+    assert!(
+        refused_ids.len() == 3
+            && refused_ids.is_disjoint(&seen_a)
+            && refused_ids.is_disjoint(&seen_b),
+        "with both drained no INVITE may reach a bridge"
+    );
+    let answers: Vec<String> = refused
+        .message_list()
+        .into_iter()
+        .filter(|m| m.starts_with("SIP/2.0 503"))
+        .collect();
+    assert_eq!(answers.len(), 3, "{}", refused.summary());
+    for m in &answers {
+        assert!(
+            m.starts_with("SIP/2.0 503 All Targets Inactive\r\n")
+                && header_value(m, "retry-after", None).as_deref() == Some("30"),
+            "{m}"
+        );
+    }
+    let body = scrape_until(&proxy, |b| {
+        sample(b, "viaduct_all_targets_inactive_total") == Some(3.0)
+    });
+    assert_eq!(
+        sample(&body, "viaduct_all_targets_inactive_total"),
+        Some(3.0),
+        "{body}"
+    );
+    // Every call of the held and moved runs had one inactive bridge to skip.
+    assert_eq!(
+        sample(&body, "viaduct_targets_skipped_total"),
+        Some(14.0),
+        "{body}"
+    );
+    for t in [a, b] {
+        let gauge = format!("viaduct_target_active{{target=\"{t}\"}}");
+        assert_eq!(sample(&body, &gauge), Some(0.0), "{gauge}\n{body}");
+    }
+    println!(
+        "target drain: held 4 on A, moved 10 to B, both active {to_a}/{to_b}, both drained 3x 503"
+    );
 }
 
 /// SIGTERM with 5 calls up: the proxy waits for their BYEs, then exits 0.

@@ -5,21 +5,26 @@
 //! tables hold the ~32 s tail of RFC timers a busy proxy carries. This is the
 //! hot path the proxy's counters sit on (see `Stats`).
 //!
-//! Measured 2026-12-02 on the shared 2-core VM (load average 5-8, other
-//! helpers compiling), one run each: 166.9 µs per call before the counters
-//! (commit 1d862a6), 172.1 µs after (median estimates, ratio 1.03; the
-//! confidence intervals, 153-186 and 162-184 µs, overlap). Too noisy to
-//! call; rerun both on a quiet machine.
+//! Three routings of the same call: `call` relays by Request-URI (no target
+//! list), `targets` forwards to `[routing] targets = [callee]`, and
+//! `targets_one_inactive` to `[drained, callee]` with the first next hop
+//! inactive, so the per-target drain filter runs for every INVITE (see
+//! `TargetStates`).
 //!
-//! `cargo bench -p viaduct-proxy --bench forward`
+//! `cargo bench -p viaduct-proxy --bench forward`; `benches/stats-overhead`
+//! runs it with the counters compiled in and out, alternated, and prints
+//! the ratio (figures in `Stats`' module docs).
 
 mod common;
 
 use bytes::Bytes;
 use common::{addr, answer, proxy};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use viaduct_proxy::{Incoming, Proxy, StaticRouter, Transmit, Transport};
+use viaduct_proxy::{
+    Incoming, Proxy, StaticRouter, Target, TargetState, TargetStates, Transmit, Transport,
+};
 use viaduct_sip::{Framing, Message};
 
 const UAC: &str = "127.0.0.1:5061";
@@ -112,19 +117,44 @@ impl Bench {
     }
 }
 
+/// A next hop nothing listens on, inactive in `targets_one_inactive`.
+const DRAINED: &str = "127.0.0.1:5099";
+
+impl Bench {
+    fn new(targets: &[&str], states: Arc<TargetStates>) -> Bench {
+        let targets = targets
+            .iter()
+            .map(|t| Target::new(format!("sip:{t}")))
+            .collect();
+        let mut b = Bench {
+            proxy: proxy(Box::new(StaticRouter::new(targets))),
+            now: Instant::now(),
+            n: 0,
+            out: Vec::new(),
+        };
+        b.proxy.set_target_states(states);
+        // The forwarded INVITE must parse: a sanity check outside the timing.
+        b.feed(UAC, invite(0));
+        assert!(Message::parse(&b.to_uas(), Framing::Datagram).is_ok());
+        b
+    }
+}
+
 fn bench(c: &mut Criterion) {
-    let mut b = Bench {
-        proxy: proxy(Box::new(StaticRouter::new(vec![]))),
-        now: Instant::now(),
-        n: 0,
-        out: Vec::new(),
-    };
-    // The forwarded INVITE must parse: a sanity check outside the timing.
-    b.feed(UAC, invite(0));
-    assert!(Message::parse(&b.to_uas(), Framing::Datagram).is_ok());
     let mut g = c.benchmark_group("forward");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("call", |bench| bench.iter(|| b.call()));
+    let mut relay = Bench::new(&[], Arc::default());
+    g.bench_function("call", |bench| bench.iter(|| relay.call()));
+    let mut targets = Bench::new(&[UAS], Arc::default());
+    g.bench_function("targets", |bench| bench.iter(|| targets.call()));
+    let states = Arc::new(TargetStates::default());
+    states
+        .set(addr(DRAINED), TargetState::Inactive)
+        .expect("one inactive target");
+    let mut drained = Bench::new(&[DRAINED, UAS], states);
+    g.bench_function("targets_one_inactive", |bench| {
+        bench.iter(|| drained.call())
+    });
     g.finish();
 }
 

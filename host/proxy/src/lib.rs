@@ -14,7 +14,8 @@ pub mod transaction;
 
 pub use proxy::{
     AuthResult, DropReason, FlowId, ForwardOutcome, Incoming, Listener, Proxy, ProxyConfig, Stats,
-    StatusClass, Transmit, METHODS,
+    StatusClass, TargetState, TargetStateError, TargetStates, Transmit, MAX_INACTIVE_TARGETS,
+    METHODS,
 };
 pub use router::{
     Decision, RequestEdits, RouteRequest, Router, StaticRouter, Target, Transport,

@@ -6,17 +6,29 @@
 //! | `GET /health/ready` | 200 ready; 503 no policy loaded or draining; 429 overloaded (see `ops.rs`) |
 //! | `GET /metrics` | Prometheus text format (see `metrics.rs`) |
 //! | `GET /status` | JSON: version, uptime, listeners, policy, what is in flight, last reload error |
-//! | `GET /targets` | JSON: forward outcomes per next hop (there are no dispatcher sets to list) |
+//! | `GET /targets` | JSON: per next hop, its state and its forward outcomes (there are no dispatcher sets to list) |
+//! | `POST /targets/<IP:PORT>/state` | body `{"state":"inactive"}` or `{"state":"active"}`: drains one next hop, or brings it back (below) |
 //! | `POST /reload` | loads the policy file again; 500 with the reason when refused (the old one keeps serving) |
 //! | `POST /drain` | stops taking new dialogs (503 + Retry-After); the process keeps running, not ready |
+//!
+//! Per-target drain, as Kamailio's `dispatcher.set_state`: an inactive next
+//! hop (the address a target URI resolves to, `IP:PORT`, `[IPv6]:PORT`) is
+//! skipped by new requests while their decision names another target; when
+//! every target of a decision is inactive the caller gets
+//! `503 All Targets Inactive` with `Retry-After: 30`, counted in
+//! `viaduct_all_targets_inactive_total`. In-dialog requests and branches
+//! already started keep going to it. The state lives in memory (a restart
+//! makes every target active again) and is shared by every worker; see
+//! `viaduct_proxy::TargetStates`.
 //!
 //! A bearer token (`admin.token`, or `VIADUCT_ADMIN_TOKEN`) is required on
 //! every route but `/health/*` when one is set, and one must be set when the
 //! port is bound anywhere but 127.0.0.1 or ::1 (`Config::check`). Probes stay
 //! open: they reveal nothing and a kubelet should not need a secret.
 //!
-//! A few fixed routes on HTTP/1.1 with `Connection: close`, no request
-//! bodies: small enough that a server crate would cost more than it saves.
+//! A few fixed routes on HTTP/1.1 with `Connection: close`, request bodies
+//! of at most [`MAX_BODY`] bytes by `Content-Length`: small enough that a
+//! server crate would cost more than it saves.
 
 use crate::ops::{unix, Ops};
 use serde_json::json;
@@ -25,7 +37,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use viaduct_proxy::{ForwardOutcome, Stats};
+use viaduct_proxy::{ForwardOutcome, Stats, TargetState};
+
+/// The largest request body read (the only one is a target's state).
+pub const MAX_BODY: usize = 1024;
 
 /// What the admin routes can see.
 pub struct AdminState {
@@ -83,28 +98,60 @@ async fn handle(mut stream: TcpStream, state: Arc<AdminState>) -> std::io::Resul
         }
         buf.extend_from_slice(&chunk[..n]);
     }
-    let head = String::from_utf8_lossy(&buf);
-    let mut lines = head.split("\r\n");
-    let line = lines.next().unwrap_or_default();
+    let end = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(buf.len(), |i| i + 4);
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    let length = header(&head, "content-length")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    if length > MAX_BODY {
+        return write_answer(&mut stream, text(413, "request body too large\n")).await;
+    }
+    let mut body = buf[end..].to_vec();
+    while body.len() < length {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    body.truncate(length);
+    let line = head.split("\r\n").next().unwrap_or_default();
     let mut parts = line.split(' ');
     let (method, path) = (
         parts.next().unwrap_or_default(),
         parts.next().unwrap_or_default(),
     );
-    let bearer = lines
-        .take_while(|l| !l.is_empty())
-        .filter_map(|l| l.split_once(':'))
-        .find(|(name, _)| name.trim().eq_ignore_ascii_case("authorization"))
-        .and_then(|(_, v)| v.trim().strip_prefix("Bearer ").map(str::trim));
+    let bearer = header(&head, "authorization")
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
     let answer = if path.starts_with("/health/") || authorized(state.token.as_deref(), bearer) {
-        route(method, path, &state).await
+        route(method, path, &body, &state).await
     } else {
         text(401, "a bearer token is required (admin.token)\n")
     };
+    write_answer(&mut stream, answer).await
+}
+
+/// The value of the first header line called `name` (case-insensitive).
+fn header<'h>(head: &'h str, name: &str) -> Option<&'h str> {
+    head.split("\r\n")
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| l.split_once(':'))
+        .find(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim())
+}
+
+async fn write_answer(stream: &mut TcpStream, answer: Answer) -> std::io::Result<()> {
     let Answer(code, content_type, body) = answer;
     let reason = match code {
         200 => "OK",
+        400 => "Bad Request",
         401 => "Unauthorized",
+        413 => "Payload Too Large",
         404 => "Not Found",
         405 => "Method Not Allowed",
         429 => "Too Many Requests",
@@ -137,8 +184,17 @@ fn authorized(token: Option<&str>, bearer: Option<&str>) -> bool {
     diff == 0
 }
 
-async fn route(method: &str, path: &str, state: &AdminState) -> Answer {
+async fn route(method: &str, path: &str, body: &[u8], state: &AdminState) -> Answer {
     let ops = &state.ops;
+    if let Some(target) = path
+        .strip_prefix("/targets/")
+        .and_then(|p| p.strip_suffix("/state"))
+    {
+        return match method {
+            "POST" => set_target_state(ops, target, body),
+            _ => text(405, "method not allowed\n"),
+        };
+    }
     match (method, path) {
         ("POST", "/reload") => match &ops.reloader {
             None => json(404, json!({"ok": false, "error": "no policy configured"})),
@@ -251,10 +307,67 @@ fn flood(f: &crate::flood::FloodSnapshot) -> serde_json::Value {
     })
 }
 
-/// `GET /targets`: the next hops calls were forwarded to and how those
-/// branches ended. Targets come from the config or the policy's decisions;
-/// Viaduct has no dispatcher sets (nothing probes or drains a target), so
-/// there is no state to set here.
+/// `POST /targets/<IP:PORT>/state`: sets one next hop's state (see the module docs).
+fn set_target_state(ops: &Ops, target: &str, body: &[u8]) -> Answer {
+    let bad = |why: String| json(400, json!({"ok": false, "error": why}));
+    let target = percent_decoded(target);
+    let Ok(addr) = target.parse::<SocketAddr>() else {
+        return bad(format!(
+            "{target:?} is not IP:PORT or [IPv6]:PORT (the address a target resolves to, as GET /targets lists it)"
+        ));
+    };
+    let wanted = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("state")?.as_str().and_then(TargetState::parse));
+    let Some(wanted) = wanted else {
+        return bad(r#"the body must be {"state":"active"} or {"state":"inactive"}"#.into());
+    };
+    match ops.targets.set(addr, wanted) {
+        Ok(was) => {
+            if was != wanted {
+                tracing::info!(
+                    target = %addr,
+                    state = wanted.as_str(),
+                    "target state set (inactive: skipped by new requests)"
+                );
+            }
+            json(
+                200,
+                json!({"ok": true, "target": addr.to_string(), "state": wanted.as_str(), "previous": was.as_str()}),
+            )
+        }
+        Err(e) => bad(e.to_string()),
+    }
+}
+
+/// `%5B::1%5D:5080` as `[::1]:5080`: clients may escape the brackets of an IPv6 address.
+fn percent_decoded(s: &str) -> String {
+    let mut out = Vec::with_capacity(s.len());
+    let mut bytes = s.bytes();
+    while let Some(b) = bytes.next() {
+        if b == b'%' {
+            let hex: Vec<u8> = bytes.by_ref().take(2).collect();
+            let decoded = std::str::from_utf8(&hex)
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            match decoded {
+                Some(d) => out.push(d),
+                None => {
+                    out.push(b);
+                    out.extend_from_slice(&hex);
+                }
+            }
+        } else {
+            out.push(b);
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `GET /targets`: the next hops calls were forwarded to, each with its
+/// state and how its branches ended, and the inactive ones that no call
+/// reached. Targets come from the config or the policy's decisions; Viaduct
+/// has no dispatcher sets, so a state is kept per address.
 fn targets(ops: &Ops) -> serde_json::Value {
     let t = crate::metrics::totals(&ops.slots);
     let outcomes = |counts: &[u64; 7]| {
@@ -264,14 +377,32 @@ fn targets(ops: &Ops) -> serde_json::Value {
         }
         serde_json::Value::Object(m)
     };
-    let list: Vec<_> = t
-        .stats
-        .targets
-        .targets
+    let inactive = ops.targets.inactive();
+    let state = |a: &SocketAddr| {
+        if inactive.contains(a) {
+            TargetState::Inactive
+        } else {
+            TargetState::Active
+        }
+    };
+    let seen = &t.stats.targets.targets;
+    let mut list: Vec<_> = seen
         .iter()
-        .map(|(a, c)| json!({"target": a.to_string(), "outcomes": outcomes(c)}))
+        .map(|(a, c)| json!({"target": a.to_string(), "state": state(a).as_str(), "outcomes": outcomes(c)}))
         .collect();
-    json!({"targets": list, "other": outcomes(&t.stats.targets.other)})
+    list.extend(
+        inactive
+            .iter()
+            .filter(|a| !seen.iter().any(|(s, _)| s == *a))
+            .map(|a| json!({"target": a.to_string(), "state": "inactive", "outcomes": outcomes(&[0; 7])})),
+    );
+    json!({
+        "targets": list,
+        "other": outcomes(&t.stats.targets.other),
+        "inactive": inactive.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "targets_skipped": t.stats.targets_skipped,
+        "all_targets_inactive": t.stats.all_targets_inactive,
+    })
 }
 
 #[cfg(test)]
@@ -285,6 +416,33 @@ mod tests {
         assert!(!authorized(Some("s3cret"), Some("s3cre")));
         assert!(!authorized(Some("s3cret"), Some("s3cret!")));
         assert!(authorized(Some("s3cret"), Some("s3cret")));
+    }
+
+    #[test]
+    fn target_state_is_set_by_address_and_listed() {
+        let ops = Ops::for_tests(1);
+        let Answer(code, _, body) =
+            set_target_state(&ops, "127.0.0.1:5080", br#"{"state":"inactive"}"#);
+        assert_eq!(code, 200, "{body}");
+        assert!(body.contains(r#""previous": "active""#), "{body}");
+        let Answer(code, _, _) =
+            set_target_state(&ops, "%5B::1%5D:5080", br#"{"state":"inactive"}"#);
+        assert_eq!(code, 200);
+        let v = targets(&ops);
+        assert_eq!(v["inactive"][0], "127.0.0.1:5080", "{v}");
+        assert_eq!(v["inactive"][1], "[::1]:5080", "{v}");
+        assert_eq!(v["targets"][0]["state"], "inactive", "{v}");
+        for (target, body) in [
+            ("localhost:5080", &br#"{"state":"inactive"}"#[..]),
+            ("127.0.0.1:5080", br#"{"state":"disabled"}"#),
+            ("127.0.0.1:5080", b"inactive"),
+        ] {
+            let Answer(code, _, body) = set_target_state(&ops, target, body);
+            assert_eq!(code, 400, "{target} {body}");
+        }
+        let Answer(code, _, _) = set_target_state(&ops, "127.0.0.1:5080", br#"{"state":"active"}"#);
+        assert_eq!(code, 200);
+        assert_eq!(targets(&ops)["inactive"].as_array().map(Vec::len), Some(1));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::time::Duration;
 
 /// What to ask.
-#[derive(clap::Subcommand, Debug, Clone, Copy)]
+#[derive(clap::Subcommand, Debug, Clone)]
 pub enum Action {
     /// GET /status: version, uptime, listeners, policy, what is in flight (JSON).
     Status,
@@ -24,25 +24,41 @@ pub enum Action {
     Targets,
     /// GET /health/ready: 200 ready, 503 not loaded or draining, 429 overloaded.
     Ready,
+    /// POST /targets/<ADDR>/state: drain one next hop (inactive) or bring it back (active).
+    TargetState {
+        /// The next hop as `GET /targets` lists it: IP:PORT or [IPv6]:PORT.
+        addr: String,
+        /// `inactive` (skipped by new requests while another target is left) or `active`.
+        #[arg(value_parser = ["active", "inactive"])]
+        state: String,
+    },
 }
 
 impl Action {
-    fn request(self) -> (&'static str, &'static str) {
+    /// Method, path and body.
+    fn request(&self) -> (&'static str, String, String) {
+        let get = |path: &str| ("GET", path.to_owned(), String::new());
+        let post = |path: &str| ("POST", path.to_owned(), String::new());
         match self {
-            Action::Status => ("GET", "/status"),
-            Action::Reload => ("POST", "/reload"),
-            Action::Drain => ("POST", "/drain"),
-            Action::Metrics => ("GET", "/metrics"),
-            Action::Targets => ("GET", "/targets"),
-            Action::Ready => ("GET", "/health/ready"),
+            Action::Status => get("/status"),
+            Action::Reload => post("/reload"),
+            Action::Drain => post("/drain"),
+            Action::Metrics => get("/metrics"),
+            Action::Targets => get("/targets"),
+            Action::Ready => get("/health/ready"),
+            Action::TargetState { addr, state } => (
+                "POST",
+                format!("/targets/{addr}/state"),
+                serde_json::json!({ "state": state }).to_string(),
+            ),
         }
     }
 }
 
 /// Runs one action against the admin port at `admin`.
 pub fn run(action: Action, admin: SocketAddr, token: Option<&str>) -> Result<()> {
-    let (method, path) = action.request();
-    let (status, body) = request(connect_addr(admin), method, path, token)?;
+    let (method, path, body) = action.request();
+    let (status, body) = request(connect_addr(admin), method, &path, &body, token)?;
     print!("{body}");
     if !(200..300).contains(&status) {
         bail!("{method} {path}: HTTP {status}");
@@ -63,6 +79,7 @@ fn request(
     addr: SocketAddr,
     method: &str,
     path: &str,
+    body: &str,
     token: Option<&str>,
 ) -> Result<(u16, String)> {
     let bound = Duration::from_secs(30);
@@ -72,9 +89,15 @@ fn request(
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
+    let content_type = if body.is_empty() {
+        ""
+    } else {
+        "Content-Type: application/json\r\n"
+    };
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}{content_type}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     )?;
     let mut raw = String::new();
     stream.read_to_string(&mut raw)?;

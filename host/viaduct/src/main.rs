@@ -233,6 +233,8 @@ async fn serve(config: Config, workers: usize) -> Result<()> {
     let trusted = Arc::new(config.trusted_sources());
     let authenticator =
         auth::authenticator(&config.auth, reloader.as_ref().map(|r| r.host.clone()))?;
+    // Per-target drain: the admin port writes, every worker's core reads.
+    let target_states = Arc::new(viaduct_proxy::TargetStates::default());
     for ((index, rx), udp) in receivers.into_iter().enumerate().zip(udp) {
         let router: Box<dyn viaduct_proxy::Router> = match &reloader {
             Some(r) => Box::new(viaduct_policy::PolicyRouter::new(
@@ -245,6 +247,7 @@ async fn serve(config: Config, workers: usize) -> Result<()> {
         if let Some(a) = &authenticator {
             proxy.set_authenticator(a.clone());
         }
+        proxy.set_target_states(target_states.clone());
         let w = worker::Worker {
             index,
             proxy,
@@ -288,6 +291,7 @@ async fn serve(config: Config, workers: usize) -> Result<()> {
         dispatcher.clone(),
         reloader.clone(),
         flood_counters.clone(),
+        target_states,
         listener_names,
     ));
     if !config.admin.listen.is_empty() {

@@ -336,6 +336,37 @@ impl Collector for ProxyCollector {
                 }
             }
         }
+        {
+            let mut m = e.encode_descriptor(
+                "viaduct_target_active",
+                "1 for an active next hop, 0 for an inactive (drained) one: the next hops forwarded to and every inactive one",
+                None,
+                MetricType::Gauge,
+            )?;
+            let inactive = ops.targets.inactive();
+            let seen = s.targets.targets.iter().map(|(a, _)| *a);
+            let unseen = inactive
+                .iter()
+                .copied()
+                .filter(|a| !s.targets.targets.iter().any(|(t, _)| t == a));
+            for target in seen.chain(unseen) {
+                let active = i64::from(!inactive.contains(&target));
+                let name = target.to_string();
+                ConstGauge::new(active).encode(m.encode_family(&[("target", name.as_str())])?)?;
+            }
+        }
+        counter(
+            &mut e,
+            "viaduct_targets_skipped",
+            "Inactive next hops taken out of forward decisions (another target was left)",
+            s.targets_skipped,
+        )?;
+        counter(
+            &mut e,
+            "viaduct_all_targets_inactive",
+            "Requests answered 503 because every target of the decision was inactive",
+            s.all_targets_inactive,
+        )?;
         gauge(
             &mut e,
             "viaduct_worker_queue_max_length",
@@ -390,6 +421,21 @@ mod tests {
             let v = l.rsplit(' ').next().unwrap_or("");
             assert!(v.parse::<f64>().is_ok(), "bad sample {l:?}");
         }
+        ops.targets
+            .set(
+                "127.0.0.1:5080".parse().unwrap(),
+                viaduct_proxy::TargetState::Inactive,
+            )
+            .unwrap();
+        let text = render(&registry(ops.clone()));
+        assert!(
+            text.lines()
+                .any(|l| l == "viaduct_target_active{target=\"127.0.0.1:5080\"} 0"),
+            "{text}"
+        );
+        assert!(text
+            .lines()
+            .any(|l| l == "viaduct_all_targets_inactive_total 0"));
         ops.set_draining();
         let text = render(&registry(ops));
         assert!(text.lines().any(|l| l == "viaduct_available 0"), "{text}");

@@ -1,6 +1,6 @@
-//! What an operator can see and steer: readiness, drain, the workers'
-//! published counters. Shared by the admin port, `/metrics` and the signal
-//! handlers.
+//! What an operator can see and steer: readiness, drain, the next hops'
+//! states (per-target drain), the workers' published counters. Shared by
+//! the admin port, `/metrics` and the signal handlers.
 //!
 //! Ready means: the policy is loaded (or none is configured: the built-in
 //! router needs nothing), not draining, and not overloaded. Overloaded means
@@ -21,6 +21,7 @@ use crate::worker::{Dispatcher, WorkerStatus};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
+use viaduct_proxy::TargetStates;
 
 /// Messages waiting in one worker queue (it holds 8192) that count as overloaded.
 pub const OVERLOAD_QUEUE_LENGTH: usize = 4096;
@@ -78,6 +79,8 @@ pub struct Ops {
     pub reloader: Option<Arc<Reloader>>,
     /// The flood guards' drop counters (shared by every worker's guard).
     pub flood: Arc<FloodCounters>,
+    /// The next hops' states, shared with every worker's proxy core.
+    pub targets: Arc<TargetStates>,
     /// `udp:IP:PORT` as bound.
     pub listeners: Vec<String>,
     started: Instant,
@@ -117,6 +120,7 @@ impl Ops {
         dispatcher: Arc<Dispatcher>,
         reloader: Option<Arc<Reloader>>,
         flood: Arc<FloodCounters>,
+        targets: Arc<TargetStates>,
         listeners: Vec<String>,
     ) -> Self {
         Ops {
@@ -125,6 +129,7 @@ impl Ops {
             dispatcher,
             reloader,
             flood,
+            targets,
             listeners,
             started: Instant::now(),
             started_wall: SystemTime::now(),
@@ -197,6 +202,7 @@ impl Ops {
             status,
             dispatcher,
             None,
+            Arc::default(),
             Arc::default(),
             vec!["udp:127.0.0.1:5060".into()],
         ))

@@ -9,7 +9,9 @@
 //! One request's way (§16.3-16.6): parse and validate (400/416/420/482/483),
 //! match a server transaction (retransmissions absorbed), Route
 //! pre-processing (strict and loose routers), then for initial requests the
-//! [`Router`] decides; in-dialog requests (To-tag) follow their Route set.
+//! [`Router`] decides, and inactive (drained) next hops are taken out of its
+//! `forward` lists ([`TargetStates`]); in-dialog requests (To-tag) follow
+//! their Route set.
 //! Forwarding edits the received bytes (Via, Record-Route, Max-Forwards,
 //! Route, Request-URI) and starts a client transaction per target, one at a
 //! time (serial failover on 408/503/timeout). Responses (§16.7) are matched to
@@ -32,6 +34,20 @@
 //! 1.5 KiB per transaction, four per call), and stays there (+2.4 MiB over
 //! the second half of the run).
 
+/// Adds to one of the proxy's counters (`count!(self.stats.branch_timeouts)`,
+/// `count!(self.stats.retransmissions_sent, n)`); a no-op when the bench-only
+/// `bench-no-stats` feature compiles counting out (see `stats.rs`).
+macro_rules! count {
+    ($counter:expr) => {
+        count!($counter, 1)
+    };
+    ($counter:expr, $n:expr) => {
+        if $crate::proxy::stats::RECORDING {
+            $counter += $n;
+        }
+    };
+}
+
 mod branch;
 mod context;
 mod dialogs;
@@ -40,6 +56,7 @@ mod reply;
 mod request;
 mod response;
 mod stats;
+mod target_state;
 mod timers;
 
 use crate::auth::Authenticator;
@@ -60,6 +77,7 @@ pub use reply::reason_phrase;
 pub use stats::{
     AuthResult, DropReason, ForwardOutcome, Stats, StatusClass, TargetStats, MAX_TARGETS, METHODS,
 };
+pub use target_state::{TargetState, TargetStateError, TargetStates, MAX_INACTIVE_TARGETS};
 
 /// Identifies a stream connection in the runtime, so responses and in-dialog
 /// requests go back over the connection a request came in on.
@@ -171,6 +189,8 @@ pub struct Proxy {
     draining: bool,
     /// Digest authentication, when configured ([`crate::auth`]).
     auth: Option<Arc<Authenticator>>,
+    /// Drained next hops, shared with the other workers and the admin port.
+    target_states: Arc<TargetStates>,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -200,6 +220,7 @@ impl Proxy {
             tag_seed: rand::random(),
             draining: false,
             auth: None,
+            target_states: Arc::default(),
         }
     }
 
@@ -275,6 +296,12 @@ impl Proxy {
     /// Retry-After); in-dialog requests and transactions in flight go on.
     pub fn set_draining(&mut self, draining: bool) {
         self.draining = draining;
+    }
+
+    /// Shares the next hops' states (see `target_state.rs`) with whoever
+    /// sets them: every worker's proxy gets the same `Arc`.
+    pub fn set_target_states(&mut self, states: Arc<TargetStates>) {
+        self.target_states = states;
     }
 
     /// Requests forwarded that have no final response yet: what a drain waits for.
@@ -411,7 +438,8 @@ impl Proxy {
             ServerTx::NonInvite(tx) => tx.handle_timeout(now),
         }
         // What a timer makes a server transaction send is a retransmission (Timer G).
-        self.stats.retransmissions_sent += self.flush_server(id);
+        let sent = self.flush_server(id);
+        count!(self.stats.retransmissions_sent, sent);
         self.drain_server(id);
     }
 
@@ -502,7 +530,7 @@ impl Proxy {
             }
         }
         if let (Some(code), false) = (failed, is_cancel) {
-            self.stats.branch_timeouts += 1;
+            count!(self.stats.branch_timeouts);
             self.branch_failed(now, server, branch, code);
         }
     }
@@ -520,7 +548,8 @@ impl Proxy {
             ClientTx::NonInvite(tx) => tx.handle_timeout(now),
         }
         // What a timer makes a client transaction send is a retransmission (Timer A/E).
-        self.stats.retransmissions_sent += self.flush_client(id);
+        let sent = self.flush_client(id);
+        count!(self.stats.retransmissions_sent, sent);
         self.drain_client(now, id);
     }
 

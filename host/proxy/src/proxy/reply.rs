@@ -87,7 +87,7 @@ impl Proxy {
         reason: &str,
     ) {
         if code >= 300 {
-            self.stats.local_failures += 1;
+            count!(self.stats.local_failures);
         }
         let data = self.build_response(msg, source, code, reason, &[]);
         self.respond(now, id, code, data);
@@ -104,7 +104,7 @@ impl Proxy {
         extra: &[&str],
     ) {
         if code >= 300 {
-            self.stats.local_failures += 1;
+            count!(self.stats.local_failures);
         }
         tracing::debug!(source = %inc.source, code, reason, "answering without forwarding");
         self.stats.response_sent(code);
@@ -133,7 +133,7 @@ impl Proxy {
         }
         let mut out = Vec::with_capacity(512);
         if answer_from_raw_headers(data, err.status(), err.reason(), &mut out) {
-            self.stats.local_failures += 1;
+            count!(self.stats.local_failures);
             self.stats.response_sent(err.status());
             let out = Bytes::from(out);
             self.send(out, incoming.source, incoming.transport, incoming.flow);

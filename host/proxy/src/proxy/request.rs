@@ -4,6 +4,7 @@ use super::branch;
 use super::context::{Best, Branch, Context, Plan};
 use super::next_hop::{self, NextHopError};
 use super::reply::reason_phrase;
+use super::target_state::Filtered;
 use super::{
     AuthResult, ClientEntry, ClientTx, DropReason, Incoming, Proxy, ServerEntry, ServerTx, TxId,
 };
@@ -17,6 +18,24 @@ use viaduct_sip::{build, Editor, HeaderName, Message, Method, NameAddr, Scheme};
 
 /// The Max-Forwards we add when a request has none (RFC 3261 §16.6 step 3).
 const DEFAULT_MAX_FORWARDS: u8 = 70;
+
+/// When to come back after a 503 of ours: a drain or a target's drain is
+/// usually over in a rolling deploy's step (RFC 3261 §20.33).
+const RETRY_AFTER: &str = "Retry-After: 30";
+
+/// The answer when every target of a decision is inactive (see `target_state.rs`).
+pub(super) const ALL_INACTIVE: (u16, &str, &str) = (503, "All Targets Inactive", RETRY_AFTER);
+
+/// Logs the `n`th request refused because every target was inactive, at
+/// 1, 2, 4, 8...: an operator sees that it happens without a line per call.
+pub(super) fn all_inactive_logged(n: u64) {
+    if n.is_power_of_two() {
+        tracing::warn!(
+            refused = n,
+            "every target of a decision is inactive (drained): answered 503"
+        );
+    }
+}
 
 impl Proxy {
     pub(super) fn handle_request(&mut self, now: Instant, msg: &Message<'_>, inc: &Incoming) {
@@ -97,8 +116,8 @@ impl Proxy {
         }
 
         if self.draining && !in_dialog {
-            self.stats.drain_rejected += 1;
-            return self.respond_stateless(msg, inc, 503, "Draining", &["Retry-After: 30"]);
+            count!(self.stats.drain_rejected);
+            return self.respond_stateless(msg, inc, 503, "Draining", &[RETRY_AFTER]);
         }
         let mut policy_version = 0;
         let decision = if in_dialog {
@@ -133,7 +152,18 @@ impl Proxy {
                 Some(t) => vec![t],
                 None => return self.respond_stateless(msg, inc, 404, reason_phrase(404), &[]),
             },
-            Decision::Forward(t) if !t.is_empty() => t,
+            Decision::Forward(t) if !t.is_empty() => match self.target_states.filter(t) {
+                Filtered::Targets(t, skipped) => {
+                    count!(self.stats.targets_skipped, skipped as u64);
+                    t
+                }
+                Filtered::AllInactive => {
+                    count!(self.stats.all_targets_inactive);
+                    all_inactive_logged(self.stats.all_targets_inactive);
+                    let (code, reason, retry) = ALL_INACTIVE;
+                    return self.respond_stateless(msg, inc, code, reason, &[retry]);
+                }
+            },
             Decision::Forward(_) => {
                 return self.respond_stateless(msg, inc, 500, "No Targets", &[]);
             }
@@ -269,7 +299,7 @@ impl Proxy {
             (ServerTx::NonInvite(tx), _) => tx.handle_request_retransmit(now),
         }
         if method != Method::Ack {
-            self.stats.retransmissions_received += 1;
+            count!(self.stats.retransmissions_received);
         }
         self.drain_server(id);
         if pass_ack {

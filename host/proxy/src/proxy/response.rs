@@ -5,6 +5,7 @@ use super::branch;
 use super::context::Best;
 use super::next_hop;
 use super::reply::reason_phrase;
+use super::target_state::Filtered;
 use super::{ClientTx, DropReason, ForwardOutcome, Proxy, StatusClass, TxId};
 use crate::router::{Decision, RouteRequest};
 use bytes::Bytes;
@@ -111,7 +112,7 @@ impl Proxy {
         if (200..300).contains(&code) {
             if first_final && ctx.is_invite && ctx.record_route {
                 // A call is up; its BYE will come back through us (we Record-Routed it).
-                self.stats.dialogs_established += 1;
+                count!(self.stats.dialogs_established);
                 self.dialogs
                     .established(now, msg.call_id().unwrap_or_default());
             }
@@ -203,7 +204,7 @@ impl Proxy {
         if done {
             return;
         }
-        self.stats.branch_timeouts += 1;
+        count!(self.stats.branch_timeouts);
         tracing::debug!(server, branch = b, "branch timer fired");
         if provisional {
             // §16.8: a ringing branch gets a CANCEL; the caller gets 408 now
@@ -261,7 +262,24 @@ impl Proxy {
             // Serial failover goes on only for failures another target may not have.
             Decision::Continue | Decision::Relay if matches!(code, 408 | 503) => {}
             Decision::Continue | Decision::Relay => ctx.targets.clear(),
-            Decision::Forward(t) => ctx.targets = t.into(),
+            Decision::Forward(t) => match self.target_states.filter(t) {
+                Filtered::Targets(t, skipped) => {
+                    count!(self.stats.targets_skipped, skipped as u64);
+                    ctx.targets = t.into();
+                }
+                Filtered::AllInactive => {
+                    count!(self.stats.all_targets_inactive);
+                    super::request::all_inactive_logged(self.stats.all_targets_inactive);
+                    let (code, reason, retry) = super::request::ALL_INACTIVE;
+                    // As the router's own answer would: the caller should come back later.
+                    ctx.targets.clear();
+                    ctx.best = Some(Best::Reject {
+                        code,
+                        reason: reason.into(),
+                        headers: vec![retry.into()],
+                    });
+                }
+            },
             Decision::Reject {
                 code,
                 reason,
@@ -321,7 +339,7 @@ impl Proxy {
             } => {
                 let code = super::reply::final_code(code);
                 let extra: Vec<&str> = headers.iter().map(String::as_str).collect();
-                self.stats.local_failures += 1;
+                count!(self.stats.local_failures);
                 let data = self.build_response(&msg, source, code, &reason, &extra);
                 self.respond(now, server, code, data);
             }

@@ -1016,3 +1016,5 @@ mod challenge {
         assert_eq!(status(only(&out)), Some(500));
     }
 }
+
+mod target_state;
