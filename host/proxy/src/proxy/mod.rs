@@ -72,6 +72,41 @@ pub struct Listener {
     pub addr: SocketAddr,
 }
 
+/// A listener and the header text this proxy writes for it, formatted once
+/// in [`Proxy::new`] rather than for every forwarded request.
+#[derive(Debug)]
+struct Local {
+    listener: Listener,
+    /// `Via: SIP/2.0/UDP 192.0.2.1:5060;branch=`: the branch follows.
+    via: Vec<u8>,
+    /// `Record-Route: <sip:192.0.2.1:5060;lr>` and its CRLF (RFC 3261 §16.6 step 4).
+    record_route: Vec<u8>,
+}
+
+impl Local {
+    fn new(listener: Listener) -> Self {
+        use viaduct_sip::text::push_socket_addr;
+        let mut via = b"Via: SIP/2.0/".to_vec();
+        via.extend_from_slice(listener.transport.via_token().as_bytes());
+        via.push(b' ');
+        push_socket_addr(&mut via, listener.addr);
+        via.extend_from_slice(b";branch=");
+        let mut record_route = b"Record-Route: <sip:".to_vec();
+        push_socket_addr(&mut record_route, listener.addr);
+        record_route.extend_from_slice(b";lr");
+        if listener.transport != Transport::Udp {
+            record_route.extend_from_slice(b";transport=");
+            record_route.extend_from_slice(listener.transport.uri_param().as_bytes());
+        }
+        record_route.extend_from_slice(b">\r\n");
+        Local {
+            listener,
+            via,
+            record_route,
+        }
+    }
+}
+
 /// Proxy settings (the `[proxy]` and `[timers]` config sections).
 #[derive(Debug, Clone)]
 pub struct ProxyConfig {
@@ -153,6 +188,8 @@ struct ClientEntry {
 /// One worker's proxy state. See the module docs.
 pub struct Proxy {
     config: ProxyConfig,
+    /// `config.listeners` with their Via and Record-Route text.
+    locals: Vec<Local>,
     router: Box<dyn Router>,
     servers: HashMap<TxId, ServerEntry>,
     server_index: HashMap<Vec<u8>, TxId>,
@@ -182,6 +219,7 @@ impl Proxy {
     /// A proxy with this configuration and router.
     pub fn new(config: ProxyConfig, router: Box<dyn Router>) -> Self {
         Proxy {
+            locals: config.listeners.iter().copied().map(Local::new).collect(),
             config,
             router,
             servers: HashMap::new(),
@@ -297,16 +335,14 @@ impl Proxy {
     }
 
     /// The listener to send from (and to write in Via/Record-Route) for a transport and family.
-    fn listener_for(&self, transport: Transport, dest: SocketAddr) -> Option<Listener> {
-        let same = |l: &&Listener| l.transport == transport;
-        let family = |l: &&Listener| l.addr.is_ipv4() == dest.is_ipv4();
-        self.config
-            .listeners
+    fn listener_for(&self, transport: Transport, dest: SocketAddr) -> Option<&Local> {
+        let same = |l: &&Local| l.listener.transport == transport;
+        let family = |l: &&Local| l.listener.addr.is_ipv4() == dest.is_ipv4();
+        self.locals
             .iter()
             .filter(same)
             .find(family)
-            .or_else(|| self.config.listeners.iter().find(same))
-            .copied()
+            .or_else(|| self.locals.iter().find(same))
     }
 
     fn send(
