@@ -173,7 +173,7 @@ impl Proxy {
             // §16.2: 100 Trying right away stops the caller's retransmissions.
             self.respond_local(now, id, msg, inc.source, 100, reason_phrase(100));
         }
-        self.next_branch(now, id);
+        self.next_branch(now, id, Some(msg));
     }
 
     fn retransmission(
@@ -386,7 +386,15 @@ impl Proxy {
     }
 
     /// Starts the next target of a context, or sends the best response when none is left.
-    pub(super) fn next_branch(&mut self, now: Instant, server: TxId) {
+    /// `received` is the request as parsed on arrival, when the caller has it
+    /// (the context keeps the same bytes): parsing it again costs as much as
+    /// everything else on a forward.
+    pub(super) fn next_branch(
+        &mut self,
+        now: Instant,
+        server: TxId,
+        received: Option<&Message<'_>>,
+    ) {
         loop {
             let Some(entry) = self.servers.get_mut(&server) else {
                 return;
@@ -400,7 +408,7 @@ impl Proxy {
                 }
                 return;
             };
-            match self.start_branch(now, server, &target) {
+            match self.start_branch(now, server, &target, received) {
                 Ok(()) => return,
                 Err(e) => {
                     tracing::warn!(target = %target.uri, error = ?e, "target unusable");
@@ -417,6 +425,7 @@ impl Proxy {
         now: Instant,
         server: TxId,
         target: &Target,
+        received: Option<&Message<'_>>,
     ) -> Result<(), NextHopError> {
         let timers = self.config.timers;
         let timer_c = self.config.timer_c;
@@ -434,10 +443,6 @@ impl Proxy {
         };
         let inbound = self.listener_for(ctx.transport, ctx.source).unwrap_or(out);
         let n = ctx.branches.len();
-        let request = ctx.request.clone();
-        let Ok(msg) = Message::parse(&request, viaduct_sip::Framing::Datagram) else {
-            return Ok(());
-        };
         let mut head = Vec::with_capacity(160);
         head.extend_from_slice(&out.via);
         let id_at = head.len();
@@ -451,7 +456,13 @@ impl Proxy {
                 head.extend_from_slice(&inbound.record_route);
             }
         }
-        let forwarded = forwarded_request(&msg, ctx.source, &ctx.plan, &head);
+        let forwarded = match received {
+            Some(msg) => forwarded_request(msg, ctx.source, &ctx.plan, &head),
+            None => match Message::parse(&ctx.request, viaduct_sip::Framing::Datagram) {
+                Ok(msg) => forwarded_request(&msg, ctx.source, &ctx.plan, &head),
+                Err(_) => return Ok(()),
+            },
+        };
         let is_invite = ctx.is_invite;
         let deadline = if is_invite {
             Some(now + target.timeout.unwrap_or(timer_c))

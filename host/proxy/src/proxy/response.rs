@@ -286,7 +286,7 @@ impl Proxy {
         if ctx.targets.is_empty() && !ctx.pending() {
             return self.send_best(now, server);
         }
-        self.next_branch(now, server);
+        self.next_branch(now, server, None);
     }
 
     /// §16.7 step 6-7: the best final response goes up; a received or
