@@ -41,6 +41,7 @@ mod request;
 mod response;
 mod stats;
 mod timers;
+mod tx_map;
 
 use crate::router::{Router, Transport};
 use crate::transaction::{
@@ -52,6 +53,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use timers::{TimerHeap, TimerKey};
+use tx_map::TxMap;
 
 pub use dialogs::{DIALOG_TTL, MAX_DIALOGS};
 pub use reply::reason_phrase;
@@ -191,9 +193,9 @@ pub struct Proxy {
     /// `config.listeners` with their Via and Record-Route text.
     locals: Vec<Local>,
     router: Box<dyn Router>,
-    servers: HashMap<TxId, ServerEntry>,
+    servers: TxMap<ServerEntry>,
     server_index: HashMap<Vec<u8>, TxId>,
-    clients: HashMap<TxId, ClientEntry>,
+    clients: TxMap<ClientEntry>,
     /// (our branch, is CANCEL) -> client transaction.
     client_index: HashMap<(Bytes, bool), TxId>,
     timers: TimerHeap,
@@ -222,9 +224,9 @@ impl Proxy {
             locals: config.listeners.iter().copied().map(Local::new).collect(),
             config,
             router,
-            servers: HashMap::new(),
+            servers: TxMap::default(),
             server_index: HashMap::new(),
-            clients: HashMap::new(),
+            clients: TxMap::default(),
             client_index: HashMap::new(),
             timers: TimerHeap::default(),
             transmits: VecDeque::new(),
