@@ -303,6 +303,9 @@ impl Proxy {
             .top_via()
             .map(|v| next_hop::response_destination(&v, inc.source))
             .unwrap_or(inc.source);
+        if ctx.as_ref().is_some_and(|c| !c.final_sent) {
+            self.unanswered += 1;
+        }
         let entry = ServerEntry {
             key: key.clone(),
             tx,
