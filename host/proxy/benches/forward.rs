@@ -18,7 +18,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{addr, answer, proxy};
+use common::{addr, answer, proxy, sipp_invite};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,30 +29,6 @@ use viaduct_sip::{Framing, Message};
 
 const UAC: &str = "127.0.0.1:5061";
 const UAS: &str = "127.0.0.1:5062";
-
-fn invite(n: u64) -> String {
-    format!(
-        "INVITE sip:service@127.0.0.1:5062 SIP/2.0\r\n\
-Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-4711-{n}-0;rport\r\n\
-From: sipp <sip:sipp@127.0.0.1:5061>;tag={n}SIPpTag001\r\n\
-To: service <sip:service@127.0.0.1:5062>\r\n\
-Call-ID: {n}-4711@127.0.0.1\r\n\
-CSeq: 1 INVITE\r\n\
-Contact: sip:sipp@127.0.0.1:5061\r\n\
-Max-Forwards: 70\r\n\
-Subject: Performance Test\r\n\
-Content-Type: application/sdp\r\n\
-Content-Length: 129\r\n\
-\r\n\
-v=0\r\n\
-o=user1 53655765 2353687637 IN IP4 127.0.0.1\r\n\
-s=-\r\n\
-c=IN IP4 127.0.0.1\r\n\
-t=0 0\r\n\
-m=audio 6000 RTP/AVP 0\r\n\
-a=rtpmap:0 PCMU/8000\r\n"
-    )
-}
 
 fn in_dialog(method: &str, n: u64, cseq: u32) -> String {
     format!(
@@ -104,7 +80,7 @@ impl Bench {
     fn call(&mut self) {
         self.n += 1;
         let n = self.n;
-        self.feed(UAC, invite(n));
+        self.feed(UAC, sipp_invite(n, "sip:service@127.0.0.1:5062"));
         let fwd = self.to_uas();
         self.feed(UAS, answer(&fwd, "200 OK", true));
         assert!(self.out.iter().any(|t| t.destination == addr(UAC)));
@@ -134,7 +110,7 @@ impl Bench {
         };
         b.proxy.set_target_states(states);
         // The forwarded INVITE must parse: a sanity check outside the timing.
-        b.feed(UAC, invite(0));
+        b.feed(UAC, sipp_invite(0, "sip:service@127.0.0.1:5062"));
         assert!(Message::parse(&b.to_uas(), Framing::Datagram).is_ok());
         b
     }

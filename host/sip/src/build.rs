@@ -8,7 +8,7 @@
 use crate::header::{HeaderName, Via};
 use crate::message::Message;
 use crate::scan::trim;
-use std::io::Write;
+use crate::text::{push_decimal, push_ip};
 use std::net::SocketAddr;
 
 /// Writes one Via value with RFC 3581/§18.2.1 `received` and `rport` filled in
@@ -19,7 +19,8 @@ pub fn write_via_received(via: &Via<'_>, source: SocketAddr, out: &mut Vec<u8>) 
     out.push(b' ');
     out.extend_from_slice(via.host.as_bytes());
     if let Some(p) = via.port {
-        let _ = write!(out, ":{p}");
+        out.push(b':');
+        push_decimal(out, u64::from(p));
     }
     let asked_rport = via.rport().is_some();
     for (name, value) in via.params.iter() {
@@ -35,9 +36,11 @@ pub fn write_via_received(via: &Via<'_>, source: SocketAddr, out: &mut Vec<u8>) 
     }
     // §18.2.1 asks for received only when sent-by differs; always adding it is
     // allowed and makes every response path independent of DNS.
-    let _ = write!(out, ";received={}", source.ip());
+    out.extend_from_slice(b";received=");
+    push_ip(out, source.ip());
     if asked_rport {
-        let _ = write!(out, ";rport={}", source.port());
+        out.extend_from_slice(b";rport=");
+        push_decimal(out, u64::from(source.port()));
     }
 }
 
@@ -54,13 +57,17 @@ pub fn response(
     extra: &[&str],
     out: &mut Vec<u8>,
 ) {
-    let _ = write!(out, "SIP/2.0 {code} {reason}\r\n");
+    out.extend_from_slice(b"SIP/2.0 ");
+    push_decimal(out, u64::from(code));
+    out.push(b' ');
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
     let mut first = true;
     for (_, v) in req.values(HeaderName::Via) {
         out.extend_from_slice(b"Via: ");
-        match (first, Via::parse(v)) {
-            (true, Some(via)) => write_via_received(&via, source, out),
-            _ => out.extend_from_slice(v),
+        match first.then(|| req.top_via()).flatten() {
+            Some(via) => write_via_received(&via, source, out),
+            None => out.extend_from_slice(v),
         }
         out.extend_from_slice(b"\r\n");
         first = false;
@@ -71,7 +78,8 @@ pub fn response(
         out.extend_from_slice(to);
         let has_tag = req.to().is_some_and(|t| t.tag().is_some());
         if let (Some(tag), false, true) = (to_tag, has_tag, code > 100) {
-            let _ = write!(out, ";tag={tag}");
+            out.extend_from_slice(b";tag=");
+            out.extend_from_slice(tag.as_bytes());
         }
         out.extend_from_slice(b"\r\n");
     }
@@ -140,7 +148,11 @@ fn request_line(req: &Message<'_>, method: &str, out: &mut Vec<u8>) {
 
 fn cseq_line(req: &Message<'_>, method: &str, out: &mut Vec<u8>) {
     let seq = req.cseq().map(|c| c.seq).unwrap_or(0);
-    let _ = write!(out, "CSeq: {seq} {method}\r\n");
+    out.extend_from_slice(b"CSeq: ");
+    push_decimal(out, u64::from(seq));
+    out.push(b' ');
+    out.extend_from_slice(method.as_bytes());
+    out.extend_from_slice(b"\r\n");
 }
 
 fn copy_line(req: &Message<'_>, name: HeaderName, out: &mut Vec<u8>) {

@@ -48,6 +48,7 @@ pub mod header;
 mod message;
 mod method;
 mod scan;
+pub mod text;
 pub mod uri;
 
 pub use edit::Editor;

@@ -8,6 +8,7 @@ use crate::method::Method;
 use crate::scan::{is_lws, is_token, is_token_str, is_word, parse_u32_max, trim, CommaSplit};
 use crate::uri::Uri;
 use smallvec::SmallVec;
+use std::cell::OnceCell;
 use std::ops::Range;
 
 /// Header lines kept inline before the list spills to the heap. A typical
@@ -75,6 +76,20 @@ pub struct Message<'a> {
     body: Range<usize>,
     /// A datagram whose header block ran to its end with no blank line (see [`Message::parse`]).
     unterminated: bool,
+    /// The typed values the proxy reads several times per message, parsed on
+    /// the first read (or by [`Message::validate`]) and kept.
+    parsed: Parsed<'a>,
+}
+
+/// Values parsed at most once per [`Message`]: every transaction lookup,
+/// branch hash and forwarded copy reads the top Via, From, To and CSeq again,
+/// and parsing them is most of what a message costs (see `examples/bench`).
+#[derive(Debug, Clone, Default)]
+struct Parsed<'a> {
+    top_via: OnceCell<Option<Via<'a>>>,
+    from: OnceCell<Option<NameAddr<'a>>>,
+    to: OnceCell<Option<NameAddr<'a>>>,
+    cseq: OnceCell<Option<CSeq<'a>>>,
 }
 
 impl<'a> Message<'a> {
@@ -157,6 +172,7 @@ impl<'a> Message<'a> {
             headers_end,
             body: pos..pos + body_len,
             unterminated,
+            parsed: Parsed::default(),
         })
     }
 
@@ -281,9 +297,11 @@ impl<'a> Message<'a> {
 
     /// The topmost Via value.
     pub fn top_via(&self) -> Option<Via<'a>> {
-        self.values(HeaderName::Via)
-            .next()
-            .and_then(|(_, v)| Via::parse(v))
+        *self.parsed.top_via.get_or_init(|| {
+            self.values(HeaderName::Via)
+                .next()
+                .and_then(|(_, v)| Via::parse(v))
+        })
     }
 
     /// Number of Via values.
@@ -298,18 +316,26 @@ impl<'a> Message<'a> {
 
     /// CSeq, parsed.
     pub fn cseq(&self) -> Option<CSeq<'a>> {
-        self.header_value(HeaderName::CSeq).and_then(CSeq::parse)
+        *self
+            .parsed
+            .cseq
+            .get_or_init(|| self.header_value(HeaderName::CSeq).and_then(CSeq::parse))
     }
 
     /// From, parsed.
     pub fn from(&self) -> Option<NameAddr<'a>> {
-        self.header_value(HeaderName::From)
-            .and_then(NameAddr::parse)
+        *self.parsed.from.get_or_init(|| {
+            self.header_value(HeaderName::From)
+                .and_then(NameAddr::parse)
+        })
     }
 
     /// To, parsed.
     pub fn to(&self) -> Option<NameAddr<'a>> {
-        self.header_value(HeaderName::To).and_then(NameAddr::parse)
+        *self
+            .parsed
+            .to
+            .get_or_init(|| self.header_value(HeaderName::To).and_then(NameAddr::parse))
     }
 
     /// Max-Forwards, when present and valid (0..=255).
@@ -355,23 +381,30 @@ impl<'a> Message<'a> {
     pub fn validate(&self) -> Result<(), ParseError> {
         let mut vias = 0;
         for (_, v) in self.values(HeaderName::Via) {
-            Via::parse(v).ok_or(ParseError::BadHeader("Via"))?;
+            let via = Via::parse(v).ok_or(ParseError::BadHeader("Via"))?;
+            if vias == 0 {
+                let _ = self.parsed.top_via.set(Some(via));
+            }
             vias += 1;
         }
         if vias == 0 {
             return Err(ParseError::MissingHeader("Via"));
         }
-        for (name, label) in [(HeaderName::From, "From"), (HeaderName::To, "To")] {
+        for (name, label, cell) in [
+            (HeaderName::From, "From", &self.parsed.from),
+            (HeaderName::To, "To", &self.parsed.to),
+        ] {
             let mut lines = self.headers.iter().filter(|h| h.name == name);
             let h = lines.next().ok_or(ParseError::MissingHeader(label))?;
             if lines.next().is_some() {
                 return Err(ParseError::BadHeader(label));
             }
-            NameAddr::parse_detailed(self.value(h)).map_err(|fault| match fault {
+            let na = NameAddr::parse_detailed(self.value(h)).map_err(|fault| match fault {
                 Fault::UnterminatedQuote => ParseError::UnterminatedQuote(label),
                 Fault::DisplayName => ParseError::BadDisplayName(label),
                 Fault::Other => ParseError::BadHeader(label),
             })?;
+            let _ = cell.set(Some(na));
         }
         // Single-valued headers a proxy keys on must appear once (RFC 4475 §3.3.8 multi01).
         for (name, label) in [
@@ -389,10 +422,10 @@ impl<'a> Message<'a> {
         if !words.all(|w| !w.is_empty() && w.iter().all(|&b| is_word(b))) {
             return Err(ParseError::BadHeader("Call-ID"));
         }
-        let cseq_value = self
-            .header_value(HeaderName::CSeq)
-            .ok_or(ParseError::MissingHeader("CSeq"))?;
-        let cseq = CSeq::parse(cseq_value).ok_or(ParseError::BadHeader("CSeq"))?;
+        if self.header(HeaderName::CSeq).is_none() {
+            return Err(ParseError::MissingHeader("CSeq"));
+        }
+        let cseq = self.cseq().ok_or(ParseError::BadHeader("CSeq"))?;
         if let StartLine::Request { method, .. } = self.start {
             if cseq.method != method {
                 return Err(ParseError::CSeqMethodMismatch);

@@ -66,9 +66,18 @@ pub(crate) fn stateless_hash(msg: &Message<'_>) -> u64 {
     h.0
 }
 
-/// Writes `z9hG4bKvd<hash>.<n>`.
-pub(crate) fn branch(hash: u64, n: usize) -> String {
-    format!("{PREFIX}{hash:016x}.{n}")
+/// Appends `z9hG4bKvd<hash>.<n>`.
+pub(crate) fn push_branch(out: &mut Vec<u8>, hash: u64, n: usize) {
+    out.extend_from_slice(&mark(hash));
+    viaduct_sip::text::push_decimal(out, n as u64);
+}
+
+/// `z9hG4bKvd<hash>.`: what every branch of one request starts with.
+fn mark(hash: u64) -> [u8; PREFIX.len() + 17] {
+    let mut mark = [b'.'; PREFIX.len() + 17];
+    mark[..PREFIX.len()].copy_from_slice(PREFIX.as_bytes());
+    mark[PREFIX.len()..PREFIX.len() + 16].copy_from_slice(&viaduct_sip::text::hex64(hash));
+    mark
 }
 
 /// True when one of the request's Via values is ours (sent-by matches `is_ours`)
@@ -78,12 +87,13 @@ pub(crate) fn is_loop(
     hash: u64,
     is_ours: impl Fn(&str, Option<u16>) -> bool,
 ) -> bool {
-    let mark = format!("{PREFIX}{hash:016x}.");
+    let mark = mark(hash);
     msg.values(HeaderName::Via).any(|(_, v)| {
-        viaduct_sip::Via::parse(v).is_some_and(|via| {
-            is_ours(via.host, via.port)
-                && via.branch().is_some_and(|b| b.starts_with(mark.as_bytes()))
-        })
+        // A value without the mark cannot carry it as its branch: skip its parse.
+        v.windows(mark.len()).any(|w| w == mark)
+            && viaduct_sip::Via::parse(v).is_some_and(|via| {
+                is_ours(via.host, via.port) && via.branch().is_some_and(|b| b.starts_with(&mark))
+            })
     })
 }
 
@@ -91,6 +101,18 @@ pub(crate) fn is_loop(
 mod tests {
     use super::*;
     use viaduct_sip::Framing;
+
+    fn branch(hash: u64, n: usize) -> String {
+        let mut out = Vec::new();
+        push_branch(&mut out, hash, n);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn branch_text() {
+        assert_eq!(branch(0xab, 3), "z9hG4bKvd00000000000000ab.3");
+        assert_eq!(branch(u64::MAX, 12), "z9hG4bKvdffffffffffffffff.12");
+    }
 
     fn msg(uri: &str, vias: &str) -> Vec<u8> {
         format!(

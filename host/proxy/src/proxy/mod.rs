@@ -33,6 +33,24 @@
 //! out (~16,000 calls in their 32 s tail: about 6 KiB per call, i.e. about
 //! 1.5 KiB per transaction, four per call), and stays there (+2.4 MiB over
 //! the second half of the run).
+//!
+//! What a message costs, and why the code is shaped this way (instruction
+//! counts from `benches/calls.rs` under callgrind; the breakdown is in
+//! `examples/bench/README.md`, "Where the CPU goes"):
+//! - The received message is parsed once and its top Via, From, To and CSeq
+//!   are kept in the [`viaduct_sip::Message`] (they are read for the
+//!   transaction key, the branch hash, the loop check and the forwarded
+//!   copy); the first branch is forwarded from that parse, not from a new
+//!   parse of the kept bytes.
+//! - Text that does not change is written once: each listener's Via prefix
+//!   and Record-Route line (`Local`); numbers and addresses go through
+//!   `viaduct_sip::text`, not `core::fmt`.
+//! - The tables keyed by our own transaction ids hash with a multiply
+//!   (`tx_map.rs`); the ones keyed by branch parameters from the wire keep
+//!   the keyed SipHash.
+//! - [`Proxy::pending_requests`] is a kept count, not a walk over the
+//!   server transactions: the runtime asks for it every time its worker
+//!   goes idle.
 
 /// Adds to one of the proxy's counters (`count!(self.stats.branch_timeouts)`,
 /// `count!(self.stats.retransmissions_sent, n)`); a no-op when the bench-only
@@ -58,6 +76,7 @@ mod response;
 mod stats;
 mod target_state;
 mod timers;
+mod tx_map;
 
 use crate::auth::Authenticator;
 use crate::router::{Router, Transport};
@@ -71,6 +90,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use timers::{TimerHeap, TimerKey};
+use tx_map::TxMap;
 
 pub use dialogs::{DIALOG_TTL, MAX_DIALOGS};
 pub use reply::reason_phrase;
@@ -90,6 +110,41 @@ pub struct Listener {
     pub transport: Transport,
     /// The address as others should reach it.
     pub addr: SocketAddr,
+}
+
+/// A listener and the header text this proxy writes for it, formatted once
+/// in [`Proxy::new`] rather than for every forwarded request.
+#[derive(Debug)]
+struct Local {
+    listener: Listener,
+    /// `Via: SIP/2.0/UDP 192.0.2.1:5060;branch=`: the branch follows.
+    via: Vec<u8>,
+    /// `Record-Route: <sip:192.0.2.1:5060;lr>` and its CRLF (RFC 3261 §16.6 step 4).
+    record_route: Vec<u8>,
+}
+
+impl Local {
+    fn new(listener: Listener) -> Self {
+        use viaduct_sip::text::push_socket_addr;
+        let mut via = b"Via: SIP/2.0/".to_vec();
+        via.extend_from_slice(listener.transport.via_token().as_bytes());
+        via.push(b' ');
+        push_socket_addr(&mut via, listener.addr);
+        via.extend_from_slice(b";branch=");
+        let mut record_route = b"Record-Route: <sip:".to_vec();
+        push_socket_addr(&mut record_route, listener.addr);
+        record_route.extend_from_slice(b";lr");
+        if listener.transport != Transport::Udp {
+            record_route.extend_from_slice(b";transport=");
+            record_route.extend_from_slice(listener.transport.uri_param().as_bytes());
+        }
+        record_route.extend_from_slice(b">\r\n");
+        Local {
+            listener,
+            via,
+            record_route,
+        }
+    }
 }
 
 /// Proxy settings (the `[proxy]` and `[timers]` config sections).
@@ -173,13 +228,20 @@ struct ClientEntry {
 /// One worker's proxy state. See the module docs.
 pub struct Proxy {
     config: ProxyConfig,
+    /// `config.listeners` with their Via and Record-Route text.
+    locals: Vec<Local>,
     router: Box<dyn Router>,
-    servers: HashMap<TxId, ServerEntry>,
+    servers: TxMap<ServerEntry>,
     server_index: HashMap<Vec<u8>, TxId>,
-    clients: HashMap<TxId, ClientEntry>,
+    clients: TxMap<ClientEntry>,
     /// (our branch, is CANCEL) -> client transaction.
     client_index: HashMap<(Bytes, bool), TxId>,
     timers: TimerHeap,
+    /// Response contexts whose final answer has not gone upstream: what
+    /// [`Proxy::pending_requests`] reports without walking every server
+    /// transaction (the runtime asks each time its worker goes idle, and at
+    /// 1000 calls/s the table holds ~64,000 transactions in their 32 s tail).
+    unanswered: usize,
     transmits: VecDeque<Transmit>,
     next_id: TxId,
     stats: Stats,
@@ -206,13 +268,15 @@ impl Proxy {
     /// A proxy with this configuration and router.
     pub fn new(config: ProxyConfig, router: Box<dyn Router>) -> Self {
         Proxy {
+            locals: config.listeners.iter().copied().map(Local::new).collect(),
             config,
             router,
-            servers: HashMap::new(),
+            servers: TxMap::default(),
             server_index: HashMap::new(),
-            clients: HashMap::new(),
+            clients: TxMap::default(),
             client_index: HashMap::new(),
             timers: TimerHeap::default(),
+            unanswered: 0,
             transmits: VecDeque::new(),
             next_id: 1,
             stats: Stats::default(),
@@ -306,10 +370,15 @@ impl Proxy {
 
     /// Requests forwarded that have no final response yet: what a drain waits for.
     pub fn pending_requests(&self) -> usize {
-        self.servers
-            .values()
-            .filter(|e| e.ctx.as_ref().is_some_and(|c| !c.final_sent))
-            .count()
+        debug_assert_eq!(
+            self.unanswered,
+            self.servers
+                .values()
+                .filter(|e| e.ctx.as_ref().is_some_and(|c| !c.final_sent))
+                .count(),
+            "the count of unanswered requests matches the table"
+        );
+        self.unanswered
     }
 
     /// Server and client transactions alive (for drain and metrics).
@@ -335,16 +404,14 @@ impl Proxy {
     }
 
     /// The listener to send from (and to write in Via/Record-Route) for a transport and family.
-    fn listener_for(&self, transport: Transport, dest: SocketAddr) -> Option<Listener> {
-        let same = |l: &&Listener| l.transport == transport;
-        let family = |l: &&Listener| l.addr.is_ipv4() == dest.is_ipv4();
-        self.config
-            .listeners
+    fn listener_for(&self, transport: Transport, dest: SocketAddr) -> Option<&Local> {
+        let same = |l: &&Local| l.listener.transport == transport;
+        let family = |l: &&Local| l.listener.addr.is_ipv4() == dest.is_ipv4();
+        self.locals
             .iter()
             .filter(same)
             .find(family)
-            .or_else(|| self.config.listeners.iter().find(same))
-            .copied()
+            .or_else(|| self.locals.iter().find(same))
     }
 
     fn send(
@@ -413,6 +480,9 @@ impl Proxy {
         if terminated {
             if let Some(entry) = self.servers.remove(&id) {
                 self.server_index.remove(&entry.key);
+                if entry.ctx.is_some_and(|c| !c.final_sent) {
+                    self.unanswered -= 1;
+                }
             }
             return;
         }

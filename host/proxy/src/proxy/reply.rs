@@ -70,9 +70,10 @@ impl Proxy {
         reason: &str,
         extra: &[&str],
     ) -> Bytes {
-        let tag = self.local_tag(msg);
+        // A 100 gets no To tag (RFC 3261 §8.2.6.2), so it needs none made.
+        let tag = (code > 100).then(|| self.local_tag(msg));
         let mut out = Vec::with_capacity(msg.len().min(1024) + 128);
-        build::response(msg, source, code, reason, Some(&tag), extra, &mut out);
+        build::response(msg, source, code, reason, tag.as_deref(), extra, &mut out);
         Bytes::from(out)
     }
 

@@ -9,11 +9,11 @@ use super::{
     AuthResult, ClientEntry, ClientTx, DropReason, Incoming, Proxy, ServerEntry, ServerTx, TxId,
 };
 use crate::auth::AuthCheck;
-use crate::router::{Decision, RouteRequest, Target, Transport};
+use crate::router::{Decision, RouteRequest, Target};
 use crate::transaction::{InviteClient, InviteServer, NonInviteClient, NonInviteServer};
 use bytes::Bytes;
-use std::io::Write;
 use std::time::Instant;
+use viaduct_sip::text::push_decimal;
 use viaduct_sip::{build, Editor, HeaderName, Message, Method, NameAddr, Scheme};
 
 /// The Max-Forwards we add when a request has none (RFC 3261 §16.6 step 3).
@@ -219,7 +219,7 @@ impl Proxy {
             // §16.2: 100 Trying right away stops the caller's retransmissions.
             self.respond_local(now, id, msg, inc.source, 100, reason_phrase(100));
         }
-        self.next_branch(now, id);
+        self.next_branch(now, id, Some(msg));
     }
 
     /// The answer to a `challenge` decision (RFC 3261 §22.3), statelessly
@@ -408,6 +408,9 @@ impl Proxy {
             .top_via()
             .map(|v| next_hop::response_destination(&v, inc.source))
             .unwrap_or(inc.source);
+        if ctx.as_ref().is_some_and(|c| !c.final_sent) {
+            self.unanswered += 1;
+        }
         let entry = ServerEntry {
             key: key.clone(),
             tx,
@@ -491,7 +494,15 @@ impl Proxy {
     }
 
     /// Starts the next target of a context, or sends the best response when none is left.
-    pub(super) fn next_branch(&mut self, now: Instant, server: TxId) {
+    /// `received` is the request as parsed on arrival, when the caller has it
+    /// (the context keeps the same bytes): parsing it again costs as much as
+    /// everything else on a forward.
+    pub(super) fn next_branch(
+        &mut self,
+        now: Instant,
+        server: TxId,
+        received: Option<&Message<'_>>,
+    ) {
         loop {
             let Some(entry) = self.servers.get_mut(&server) else {
                 return;
@@ -505,7 +516,7 @@ impl Proxy {
                 }
                 return;
             };
-            match self.start_branch(now, server, &target) {
+            match self.start_branch(now, server, &target, received) {
                 Ok(()) => return,
                 Err(e) => {
                     tracing::warn!(target = %target.uri, error = ?e, "target unusable");
@@ -522,6 +533,7 @@ impl Proxy {
         now: Instant,
         server: TxId,
         target: &Target,
+        received: Option<&Message<'_>>,
     ) -> Result<(), NextHopError> {
         let timers = self.config.timers;
         let timer_c = self.config.timer_c;
@@ -539,33 +551,33 @@ impl Proxy {
         };
         let inbound = self.listener_for(ctx.transport, ctx.source).unwrap_or(out);
         let n = ctx.branches.len();
-        let id = branch::branch(ctx.hash, n);
-        let request = ctx.request.clone();
-        let Ok(msg) = Message::parse(&request, viaduct_sip::Framing::Datagram) else {
-            return Ok(());
-        };
         let mut head = Vec::with_capacity(160);
-        let _ = write!(
-            head,
-            "Via: SIP/2.0/{} {};branch={id}\r\n",
-            out.transport.via_token(),
-            out.addr
-        );
+        head.extend_from_slice(&out.via);
+        let id_at = head.len();
+        branch::push_branch(&mut head, ctx.hash, n);
+        let id = Bytes::copy_from_slice(&head[id_at..]);
+        head.extend_from_slice(b"\r\n");
         if ctx.record_route {
             // RFC 5658: crossing transports or address families needs one entry per side.
-            write_record_route(&mut head, out);
-            if inbound != out {
-                write_record_route(&mut head, inbound);
+            head.extend_from_slice(&out.record_route);
+            if inbound.listener != out.listener {
+                head.extend_from_slice(&inbound.record_route);
             }
         }
-        let forwarded = forwarded_request(&msg, ctx.source, &ctx.plan, &head);
+        let forwarded = match received {
+            Some(msg) => forwarded_request(msg, ctx.source, &ctx.plan, &head),
+            None => match Message::parse(&ctx.request, viaduct_sip::Framing::Datagram) {
+                Ok(msg) => forwarded_request(&msg, ctx.source, &ctx.plan, &head),
+                Err(_) => return Ok(()),
+            },
+        };
         let is_invite = ctx.is_invite;
         let deadline = if is_invite {
             Some(now + target.timeout.unwrap_or(timer_c))
         } else {
             target.timeout.map(|t| now + t)
         };
-        tracing::debug!(branch = %id, to = %destination.0, "forwarding:\n{}", String::from_utf8_lossy(&forwarded));
+        tracing::debug!(branch = %String::from_utf8_lossy(&id), to = %destination.0, "forwarding:\n{}", String::from_utf8_lossy(&forwarded));
 
         let client = self.alloc_id();
         let reliable = destination.1.is_reliable();
@@ -579,7 +591,7 @@ impl Proxy {
                 reliable,
             ))
         };
-        let key = (Bytes::from(id.into_bytes()), false);
+        let key = (id, false);
         if let Some(ctx) = self.servers.get_mut(&server).and_then(|e| e.ctx.as_mut()) {
             ctx.branches.push(Branch {
                 id: key.0.clone(),
@@ -630,26 +642,14 @@ impl Proxy {
         let Some(out) = self.listener_for(transport, dest) else {
             return;
         };
-        let id = branch::branch(branch::stateless_hash(msg), 0);
         let mut head = Vec::with_capacity(128);
-        let _ = write!(
-            head,
-            "Via: SIP/2.0/{} {};branch={id}\r\n",
-            out.transport.via_token(),
-            out.addr
-        );
+        head.extend_from_slice(&out.via);
+        branch::push_branch(&mut head, branch::stateless_hash(msg), 0);
+        head.extend_from_slice(b"\r\n");
         let data = forwarded_request(msg, inc.source, &plan, &head);
         tracing::debug!(to = %dest, "forwarding without a transaction:\n{}", String::from_utf8_lossy(&data));
         self.send(data, dest, transport, None);
     }
-}
-
-fn write_record_route(out: &mut Vec<u8>, l: super::Listener) {
-    let _ = write!(out, "Record-Route: <sip:{};lr", l.addr);
-    if l.transport != Transport::Udp {
-        let _ = write!(out, ";transport={}", l.transport.uri_param());
-    }
-    out.extend_from_slice(b">\r\n");
 }
 
 /// A Route value as written (name-addr form).
@@ -734,9 +734,7 @@ fn forwarded_request(
                 .max_forwards()
                 .unwrap_or(DEFAULT_MAX_FORWARDS)
                 .saturating_sub(1);
-            e.replace_with(h.value_span.clone(), |o| {
-                let _ = write!(o, "{mf}");
-            });
+            e.replace_with(h.value_span.clone(), |o| push_decimal(o, u64::from(mf)));
         }
         None => e.insert(msg.headers_end(), b"Max-Forwards: 70\r\n"),
     }
@@ -781,13 +779,18 @@ fn forwarded_request(
             continue;
         }
         e.replace_with(end..end, |o| {
-            let _ = write!(o, "{name}: {value}\r\n");
+            o.extend_from_slice(name.as_bytes());
+            o.extend_from_slice(b": ");
+            o.extend_from_slice(value.as_bytes());
+            o.extend_from_slice(b"\r\n");
         });
     }
     if msg.header(HeaderName::ContentLength).is_none() {
         let len = msg.body().len();
         e.replace_with(end..end, |o| {
-            let _ = write!(o, "Content-Length: {len}\r\n");
+            o.extend_from_slice(b"Content-Length: ");
+            push_decimal(o, len as u64);
+            o.extend_from_slice(b"\r\n");
         });
     }
     Bytes::from(e.finish(msg.len()))

@@ -117,7 +117,10 @@ impl Proxy {
                     .established(now, msg.call_id().unwrap_or_default());
             }
             // §16.7 step 9: every 2xx goes up at once; no more failover.
-            ctx.final_sent = true;
+            if !ctx.final_sent {
+                ctx.final_sent = true;
+                self.unanswered -= 1;
+            }
             ctx.targets.clear();
             if self.server_takes_2xx(server) {
                 let data = strip_top_via(msg);
@@ -311,7 +314,7 @@ impl Proxy {
         if ctx.targets.is_empty() && !ctx.pending() {
             return self.send_best(now, server);
         }
-        self.next_branch(now, server);
+        self.next_branch(now, server, None);
     }
 
     /// §16.7 step 6-7: the best final response goes up; a received or
@@ -324,6 +327,7 @@ impl Proxy {
             return;
         }
         ctx.final_sent = true;
+        self.unanswered -= 1;
         let best = ctx.best.take().unwrap_or(Best::Local(500));
         let request = ctx.request.clone();
         let source = ctx.source;
