@@ -71,15 +71,11 @@ impl RequestView {
 
     /// The user whose credentials for `realm` are valid, checked at most once.
     pub fn authenticated_user(&mut self, realm: &str) -> Option<String> {
-        if self.auth_check.as_ref().is_none_or(|(r, _)| r != realm) {
-            let auth = self.authenticator.as_ref()?;
-            let msg = Message::parse(&self.data, viaduct_sip::Framing::Datagram).ok()?;
-            let check = auth.check(&msg, realm, viaduct_proxy::auth::unix_now());
-            self.auth_check = Some((realm.to_owned(), check));
-        }
-        self.auth_check
-            .as_ref()
-            .and_then(|(_, c)| c.user().map(str::to_owned))
+        let auth = self.authenticator.as_ref()?;
+        let msg = Message::parse(&self.data, viaduct_sip::Framing::Datagram).ok()?;
+        auth.check_once(&msg, realm, &mut self.auth_check)
+            .user()
+            .map(str::to_owned)
     }
 
     fn message(&self) -> Option<Message<'_>> {

@@ -181,11 +181,7 @@ impl<'m, 'a> RouteRequest<'m, 'a> {
     /// request and realm). `None` when the proxy has no authenticator.
     pub fn authenticate(&mut self, realm: &str) -> Option<&AuthCheck> {
         let auth = self.authenticator.as_ref()?;
-        if self.auth_check.as_ref().is_none_or(|(r, _)| r != realm) {
-            let check = auth.check(self.message, realm, crate::auth::unix_now());
-            self.auth_check = Some((realm.to_owned(), check));
-        }
-        self.auth_check.as_ref().map(|(_, c)| c)
+        Some(auth.check_once(self.message, realm, &mut self.auth_check))
     }
 }
 

@@ -122,16 +122,7 @@ fn algorithms(a: &AuthSection) -> Result<Vec<Algorithm>> {
 }
 
 fn parse_secret(s: &str) -> Option<[u8; 32]> {
-    let s = s.trim().as_bytes();
-    if s.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, o) in out.iter_mut().enumerate() {
-        let pair = std::str::from_utf8(&s[2 * i..2 * i + 2]).ok()?;
-        *o = u8::from_str_radix(pair, 16).ok()?;
-    }
-    Some(out)
+    viaduct_proxy::auth::digest::from_hex(s.trim())
 }
 
 /// The authenticator for `[auth]`, or `None` when it is off.

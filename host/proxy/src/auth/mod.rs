@@ -141,6 +141,24 @@ impl Authenticator {
             .collect()
     }
 
+    /// [`Authenticator::check`] at most once per request and realm: `checked`
+    /// keeps the last answer (checking records the nonce count, so a second
+    /// check of the same credentials would read as a replay).
+    pub fn check_once<'c>(
+        &self,
+        msg: &Message<'_>,
+        realm: &str,
+        checked: &'c mut Option<(String, AuthCheck)>,
+    ) -> &'c AuthCheck {
+        if checked.as_ref().is_none_or(|(r, _)| r != realm) {
+            *checked = Some((realm.to_owned(), self.check(msg, realm, unix_now())));
+        }
+        match checked {
+            Some((_, c)) => c,
+            None => &AuthCheck::Missing,
+        }
+    }
+
     /// Checks the request's `Proxy-Authorization` for `realm` at `now_secs`.
     /// A valid answer records its nonce count, so call this once per request.
     pub fn check(&self, msg: &Message<'_>, realm: &str, now_secs: u64) -> AuthCheck {
@@ -180,7 +198,7 @@ impl Authenticator {
             }
             _ => return AuthCheck::Malformed("Digest qop=auth without nc or cnonce"),
         };
-        if !same_resource(c.uri.as_bytes(), request_uri_bytes(msg)) {
+        if !msg.request_uri().is_some_and(|r| same_resource(&c.uri, &r)) {
             return AuthCheck::Malformed("Digest uri does not match the Request-URI");
         }
         let method = msg.method().map(|m| m.as_str()).unwrap_or_default();
@@ -253,26 +271,15 @@ fn find_credentials(msg: &Message<'_>, realm: &str) -> Option<Result<Credentials
 /// some clients hash the Request-URI without its user part (SIPp 3.6.1 sends
 /// `uri="sip:HOST:PORT"` for `INVITE sip:room-1@HOST:PORT`). The response
 /// still binds the request to that host, and the nonce count to one use.
-fn same_resource(digest_uri: &[u8], request_uri: &[u8]) -> bool {
-    if digest_uri == request_uri {
+fn same_resource(digest_uri: &str, request_uri: &viaduct_sip::Uri<'_>) -> bool {
+    if digest_uri == request_uri.raw {
         return true;
     }
-    match (
-        viaduct_sip::Uri::parse(digest_uri),
-        viaduct_sip::Uri::parse(request_uri),
-    ) {
-        (Ok(d), Ok(r)) => {
-            d.scheme == r.scheme && d.host.eq_ignore_ascii_case(r.host) && d.port == r.port
-        }
-        _ => false,
-    }
-}
-
-fn request_uri_bytes<'a>(msg: &Message<'a>) -> &'a [u8] {
-    let line = &msg.bytes()[msg.start_span()];
-    let first = line.iter().position(|&b| b == b' ').map_or(0, |i| i + 1);
-    let last = line.iter().rposition(|&b| b == b' ').unwrap_or(line.len());
-    line.get(first..last).unwrap_or_default()
+    viaduct_sip::Uri::parse(digest_uri.as_bytes()).is_ok_and(|d| {
+        d.scheme == request_uri.scheme
+            && d.host.eq_ignore_ascii_case(request_uri.host)
+            && d.port == request_uri.port
+    })
 }
 
 /// Escapes `"` and `\` for a quoted-string.

@@ -3,7 +3,7 @@
 //! hex. Any instance holding the secret can check one without having seen it
 //! issued, and a nonce cannot be moved to another realm or made younger.
 
-use super::digest::{constant_time_eq, to_hex};
+use super::digest::{constant_time_eq, from_hex, to_hex};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -78,24 +78,6 @@ pub fn check(
     NonceState::Fresh {
         id: u128::from_be_bytes(id),
     }
-}
-
-fn from_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
-    let s = s.as_bytes();
-    if s.len() != 2 * N {
-        return None;
-    }
-    let digit = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    };
-    let mut out = [0u8; N];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = digit(s[2 * i])? << 4 | digit(s[2 * i + 1])?;
-    }
-    Some(out)
 }
 
 #[cfg(test)]
