@@ -418,7 +418,7 @@ impl Proxy {
             ctx,
             armed: None,
         };
-        self.servers.insert(id, entry);
+        self.servers.insert(id, Box::new(entry));
         self.server_index.insert(key, id);
         id
     }
@@ -426,7 +426,7 @@ impl Proxy {
     /// Registers a client transaction under its branch and sends its first message.
     fn start_client(&mut self, now: Instant, id: TxId, entry: ClientEntry) {
         self.client_index.insert(entry.key.clone(), id);
-        self.clients.insert(id, entry);
+        self.clients.insert(id, Box::new(entry));
         self.drain_client(now, id);
     }
 
