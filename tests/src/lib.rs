@@ -36,7 +36,9 @@ use nix::unistd::Pid;
 pub use http::{http_post_json, http_request, http_request_with, HttpResponse, HTTP_BOUND};
 pub use json::Json;
 pub use roomkit::roomkit_python;
-pub use sipp::{traced_messages, Role, Sipp, SippProcess, SippRun, TracedMessage};
+pub use sipp::{
+    assert_all_calls_ok, traced_messages, Role, Sipp, SippProcess, SippRun, TracedMessage,
+};
 pub use viaduct::Viaduct;
 pub use wire::{header_value, header_values, options_ping, recv_all, status_code};
 

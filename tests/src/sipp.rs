@@ -1,7 +1,7 @@
 //! [`Sipp`]: SIPp as a child process, and [`SippRun`]: what it reported.
 
 use std::fs::{self, File};
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
@@ -13,7 +13,7 @@ use tempfile::TempDir;
 use nix::sys::signal::Signal;
 
 use crate::{
-    free_port, local, scenario_path, signal, sipp_bin, tail, terminate, wait_bounded, SIPP_TIMEOUT,
+    free_port, scenario_path, signal, sipp_bin, tail, terminate, wait_bounded, SIPP_TIMEOUT,
 };
 
 /// Which side of a call SIPp plays.
@@ -42,6 +42,7 @@ pub struct Sipp {
     role: Role,
     scenario: Scenario,
     remote: Option<SocketAddr>,
+    local_ip: IpAddr,
     local_port: u16,
     rsa: Option<SocketAddr>,
     transport: Option<String>,
@@ -60,6 +61,7 @@ impl Sipp {
             role,
             scenario,
             remote,
+            local_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             local_port: free_port(),
             rsa: None,
             transport: None,
@@ -93,6 +95,12 @@ impl Sipp {
     /// Use a scenario file from `tests/scenarios/` (`-sf`).
     pub fn scenario(mut self, file: &str) -> Sipp {
         self.scenario = Scenario::File(scenario_path(file));
+        self
+    }
+
+    /// Local address (`-i`); 127.0.0.1 by default, `::1` for IPv6 runs.
+    pub fn local_ip(mut self, ip: IpAddr) -> Sipp {
+        self.local_ip = ip;
         self
     }
 
@@ -163,9 +171,9 @@ impl Sipp {
         self
     }
 
-    /// `127.0.0.1:<local port>`: where a UAS receives calls.
+    /// `<local ip>:<local port>`: where a UAS receives calls.
     pub fn addr(&self) -> SocketAddr {
-        local(self.local_port)
+        SocketAddr::new(self.local_ip, self.local_port)
     }
 
     fn name(&self) -> String {
@@ -206,7 +214,9 @@ impl Sipp {
         if let Some(remote) = self.remote {
             cmd.arg(remote.to_string());
         }
-        cmd.args(["-i", "127.0.0.1", "-p"])
+        cmd.arg("-i")
+            .arg(self.local_ip.to_string())
+            .arg("-p")
             .arg(self.local_port.to_string())
             .arg("-nostdin");
         if let Some(rsa) = self.rsa {
@@ -266,6 +276,16 @@ impl Sipp {
         }
         Ok(process)
     }
+}
+
+/// Asserts that SIPp exited 0 with exactly `calls` successful and no failed
+/// calls, printing the run's summary when not.
+pub fn assert_all_calls_ok(run: &SippRun, calls: u64) {
+    assert!(
+        run.exit_code == Some(0) && run.successful == calls && run.failed == 0,
+        "expected exit 0 with {calls} successful and 0 failed calls\n{}",
+        run.summary()
+    );
 }
 
 /// A running SIPp child. Dropping it kills the process (SIGKILL) if it is

@@ -22,8 +22,8 @@ use std::time::{Duration, Instant, SystemTime};
 use nix::sys::signal::Signal;
 use tempfile::TempDir;
 use viaduct_e2e::{
-    free_port, header_value, header_values, local, policy_wasm, recv_all, status_code, PolicyBuild,
-    Sipp, SippProcess, SippRun, TracedMessage, Viaduct,
+    assert_all_calls_ok, free_port, header_value, header_values, local, policy_wasm, recv_all,
+    status_code, PolicyBuild, Sipp, SippProcess, SippRun, TracedMessage, Viaduct,
 };
 
 /// A UAC run's bound: no test may hang.
@@ -84,14 +84,6 @@ impl PolicyDir {
             cache = self.path("cache").display().to_string(),
         )
     }
-}
-
-fn assert_all_calls_ok(run: &SippRun, calls: u64) {
-    assert!(
-        run.exit_code == Some(0) && run.successful == calls && run.failed == 0,
-        "expected exit 0 with {calls} successful and 0 failed calls\n{}",
-        run.summary()
-    );
 }
 
 /// The caller, `room_uac.xml` (expects 200), calling `remote` through the proxy.

@@ -9,16 +9,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use viaduct_e2e::{
-    free_port, header_value, header_values, local, recv_all, status_code, Sipp, SippRun, Viaduct,
+    assert_all_calls_ok, free_port, header_value, header_values, local, recv_all, status_code,
+    Sipp, SippRun, Viaduct,
 };
-
-fn assert_all_calls_ok(run: &SippRun, calls: u64) {
-    assert!(
-        run.exit_code == Some(0) && run.successful == calls && run.failed == 0,
-        "expected exit 0 with {calls} successful and 0 failed calls\n{}",
-        run.summary()
-    );
-}
 
 fn targets_config(t1_ms: u64, targets: &[String]) -> String {
     let list: Vec<String> = targets.iter().map(|t| format!("{t:?}")).collect();
