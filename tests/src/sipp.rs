@@ -460,6 +460,15 @@ impl SippRun {
             .collect()
     }
 
+    /// The first traced message whose start line begins with `start` (e.g.
+    /// `"INVITE "`); panics with the whole trace when there is none.
+    pub fn first_message(&self, start: &str) -> String {
+        self.message_list()
+            .into_iter()
+            .find(|m| m.starts_with(start))
+            .unwrap_or_else(|| panic!("{} saw no {start:?}\n{}", self.name, self.messages()))
+    }
+
     /// Every SIP message in the trace with the time SIPp logged it
     /// (microseconds; the harness runs SIPp with `TZ=UTC`) and whether SIPp
     /// received it (`true`) or sent it. Blocks whose date cannot be read

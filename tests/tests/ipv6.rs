@@ -9,19 +9,9 @@
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
-use viaduct_e2e::{
-    assert_all_calls_ok, free_port, header_value, header_values, Sipp, SippRun, Viaduct,
-};
+use viaduct_e2e::{assert_all_calls_ok, free_port, header_value, header_values, Sipp, Viaduct};
 
 const V6: IpAddr = IpAddr::V6(Ipv6Addr::LOCALHOST);
-
-/// The first INVITE among `messages` (the callee's trace); panics with the trace if none.
-fn first_invite<'a>(callee: &SippRun, messages: &'a [String]) -> &'a str {
-    messages
-        .iter()
-        .find(|m| m.starts_with("INVITE "))
-        .unwrap_or_else(|| panic!("callee saw no INVITE\n{}", callee.messages()))
-}
 
 /// A proxy with a v4 UDP listener (for the readiness probe) and `udp:[::1]`
 /// (plus `tcp:[::1]` when asked) on one port; returns it and `[::1]:port`.
@@ -52,8 +42,7 @@ fn udp_calls_over_ipv6() {
     let callee = uas.wait();
     assert_all_calls_ok(&caller, 20);
     assert_all_calls_ok(&callee, 20);
-    let messages = callee.message_list();
-    let invite = first_invite(&callee, &messages);
+    let invite = &callee.first_message("INVITE ");
     let top_via = header_value(invite, "via", Some("v")).unwrap_or_default();
     assert!(
         top_via.starts_with(&format!("SIP/2.0/UDP {v6}")),
@@ -114,8 +103,8 @@ fn v4_caller_reaches_v6_callee() {
     let callee = uas.wait();
     assert_all_calls_ok(&caller, 3);
 
+    let invite = &callee.first_message("INVITE ");
     let messages = callee.message_list();
-    let invite = first_invite(&callee, &messages);
     let routes = header_values(invite, "record-route", None);
     assert_eq!(
         routes,

@@ -89,11 +89,7 @@ fn proxy_headers_on_the_wire() {
 
     let proxy_hostport = proxy.udp_addr().to_string();
     let uac_hostport = caller.addr.to_string();
-    let messages = callee.message_list();
-    let invite = messages
-        .iter()
-        .find(|m| m.starts_with("INVITE "))
-        .unwrap_or_else(|| panic!("callee saw no INVITE\n{}", callee.messages()));
+    let invite = &callee.first_message("INVITE ");
     let vias = header_values(invite, "via", Some("v"));
     assert_eq!(
         vias.len(),
