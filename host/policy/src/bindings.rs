@@ -73,6 +73,9 @@ impl types::HostRequest for State {
         Ok(match self.view(&r)?.transport {
             viaduct_proxy::Transport::Udp => WitTransport::Udp,
             viaduct_proxy::Transport::Tcp => WitTransport::Tcp,
+            viaduct_proxy::Transport::Tls => WitTransport::Tls,
+            viaduct_proxy::Transport::Ws => WitTransport::Ws,
+            viaduct_proxy::Transport::Wss => WitTransport::Wss,
         })
     }
     fn header(

@@ -287,12 +287,12 @@ fn convert(d: WitDecision) -> Decision {
                 .into_iter()
                 .map(|t| Target {
                     uri: t.uri,
-                    transport: t.transport.and_then(|t| match t {
-                        WitTransport::Udp => Some(Transport::Udp),
-                        WitTransport::Tcp => Some(Transport::Tcp),
-                        // TLS and WebSocket arrive with the transports issue; until then
-                        // such a target fails like an unreachable one.
-                        _ => None,
+                    transport: t.transport.map(|t| match t {
+                        WitTransport::Udp => Transport::Udp,
+                        WitTransport::Tcp => Transport::Tcp,
+                        WitTransport::Tls => Transport::Tls,
+                        WitTransport::Ws => Transport::Ws,
+                        WitTransport::Wss => Transport::Wss,
                     }),
                     timeout: t.timeout_ms.map(|ms| Duration::from_millis(u64::from(ms))),
                 })

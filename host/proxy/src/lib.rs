@@ -7,6 +7,7 @@
 
 #[doc(hidden)]
 pub mod auth;
+pub mod dns;
 pub mod fuzz;
 pub mod proxy;
 pub mod router;

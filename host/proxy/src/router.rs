@@ -34,22 +34,43 @@ pub enum Transport {
     Udp,
     /// TCP with Content-Length framing (RFC 3261 §18.3).
     Tcp,
+    /// TLS over TCP (RFC 3261 §26.2), Content-Length framing like TCP.
+    Tls,
+    /// SIP over WebSocket (RFC 7118): one SIP message per WebSocket message.
+    Ws,
+    /// SIP over secure WebSocket (RFC 7118).
+    Wss,
 }
 
 impl Transport {
-    /// The Via transport token.
+    /// Every transport, for tables indexed by transport.
+    pub const ALL: [Transport; 5] = [
+        Transport::Udp,
+        Transport::Tcp,
+        Transport::Tls,
+        Transport::Ws,
+        Transport::Wss,
+    ];
+
+    /// The Via transport token (RFC 3261 §20.42, RFC 7118 §5.2).
     pub fn via_token(self) -> &'static str {
         match self {
             Transport::Udp => "UDP",
             Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
+            Transport::Ws => "WS",
+            Transport::Wss => "WSS",
         }
     }
 
-    /// The URI `transport=` value.
+    /// The URI `transport=` value (and the `--listen` prefix).
     pub fn uri_param(self) -> &'static str {
         match self {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+            Transport::Ws => "ws",
+            Transport::Wss => "wss",
         }
     }
 
@@ -58,15 +79,25 @@ impl Transport {
         !matches!(self, Transport::Udp)
     }
 
+    /// Carried over TLS (RFC 3261 §26: what a `sips:` URI asks for).
+    pub fn is_secure(self) -> bool {
+        matches!(self, Transport::Tls | Transport::Wss)
+    }
+
+    /// One SIP message per datagram or WebSocket message; TCP and TLS are
+    /// byte streams framed by Content-Length.
+    pub fn framing(self) -> viaduct_sip::Framing {
+        match self {
+            Transport::Udp | Transport::Ws | Transport::Wss => viaduct_sip::Framing::Datagram,
+            Transport::Tcp | Transport::Tls => viaduct_sip::Framing::Stream,
+        }
+    }
+
     /// Parses a `transport=` value or Via token, case-insensitively.
     pub fn from_token(t: &[u8]) -> Option<Transport> {
-        if t.eq_ignore_ascii_case(b"udp") {
-            Some(Transport::Udp)
-        } else if t.eq_ignore_ascii_case(b"tcp") {
-            Some(Transport::Tcp)
-        } else {
-            None
-        }
+        Transport::ALL
+            .into_iter()
+            .find(|tr| t.eq_ignore_ascii_case(tr.uri_param().as_bytes()))
     }
 }
 

@@ -296,13 +296,11 @@ impl std::str::FromStr for ListenAddr {
     type Err = anyhow::Error;
     fn from_str(s: &str) -> Result<Self> {
         let (proto, addr) = s.split_once(':').with_context(|| {
-            format!("listen address {s:?}: expected udp:IP:PORT or tcp:IP:PORT")
+            format!("listen address {s:?}: expected TRANSPORT:IP:PORT (udp, tcp, tls, ws, wss)")
         })?;
-        let transport = match proto {
-            "udp" => Transport::Udp,
-            "tcp" => Transport::Tcp,
-            other => bail!("listen address {s:?}: transport {other:?} is not supported (udp, tcp)"),
-        };
+        let transport = Transport::from_token(proto.as_bytes()).with_context(|| {
+            format!("listen address {s:?}: transport {proto:?} is not supported (udp, tcp, tls, ws, wss)")
+        })?;
         let addr: SocketAddr = addr.parse().with_context(|| {
             format!("listen address {s:?}: {addr:?} is not IP:PORT (IPv6 as [::1]:5060)")
         })?;

@@ -307,10 +307,7 @@ impl Proxy {
 
     /// Handles one received message.
     pub fn handle_incoming(&mut self, now: Instant, incoming: Incoming) {
-        let framing = match incoming.transport {
-            Transport::Udp => viaduct_sip::Framing::Datagram,
-            Transport::Tcp => viaduct_sip::Framing::Stream,
-        };
+        let framing = incoming.transport.framing();
         let data = incoming.data.clone();
         match viaduct_sip::Message::parse(&data, framing) {
             Ok(msg) if msg.is_request() => {
