@@ -1,6 +1,7 @@
 //! The response context of one forwarded request (RFC 3261 §16): its
 //! targets, its branches and the best final response so far.
 
+use super::FlowId;
 use crate::router::{RequestEdits, Target, Transport};
 use bytes::Bytes;
 use std::collections::VecDeque;
@@ -17,6 +18,32 @@ pub(super) struct Plan {
     pub(super) edits: RequestEdits,
     /// Request-URI set by Route processing (strict routers, §16.4 and §16.6 step 6).
     pub(super) request_uri: Option<String>,
+    /// The caller's connection named by a flow token in our Route entry
+    /// (`flow_token.rs`): in-dialog requests toward that caller go over it.
+    pub(super) flow: Option<Hop>,
+}
+
+/// Where one branch goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Hop {
+    pub(super) addr: SocketAddr,
+    pub(super) transport: Transport,
+    /// The connection to send over (a flow token's), else any to `addr`.
+    pub(super) flow: Option<FlowId>,
+}
+
+/// A target not tried yet, and where it goes when that is known already
+/// (the next address of a DNS answer, a flow token's connection).
+#[derive(Debug, Clone)]
+pub(super) struct Attempt {
+    pub(super) target: Target,
+    pub(super) hop: Option<Hop>,
+}
+
+impl From<Target> for Attempt {
+    fn from(target: Target) -> Self {
+        Attempt { target, hop: None }
+    }
 }
 
 /// One attempt to reach one target (§16.6).
@@ -26,7 +53,7 @@ pub(super) struct Branch {
     pub(super) id: Bytes,
     /// The request as forwarded on this branch (for CANCEL and ACK).
     pub(super) request: Bytes,
-    pub(super) destination: (SocketAddr, Transport),
+    pub(super) destination: Hop,
     /// The client transaction, while it lives.
     pub(super) client: Option<super::TxId>,
     /// A provisional response arrived: CANCEL may be sent (§9.1).
@@ -84,6 +111,8 @@ pub(super) struct Context {
     pub(super) request: Bytes,
     pub(super) source: SocketAddr,
     pub(super) transport: Transport,
+    /// The connection the request came on (stream transports).
+    pub(super) flow: Option<FlowId>,
     pub(super) is_invite: bool,
     /// Dialog-creating request that gets Record-Route.
     pub(super) record_route: bool,
@@ -93,8 +122,8 @@ pub(super) struct Context {
     pub(super) plan: Plan,
     /// The router version that decided; failover asks the same one.
     pub(super) policy_version: u64,
-    /// Targets not tried yet (serial failover).
-    pub(super) targets: VecDeque<Target>,
+    /// Targets not tried yet (serial failover); the first may wait for DNS.
+    pub(super) targets: VecDeque<Attempt>,
     pub(super) branches: Vec<Branch>,
     pub(super) best: Option<Best>,
     /// A final response went upstream (for INVITE, 2xx may still follow).

@@ -69,6 +69,8 @@ macro_rules! count {
 mod branch;
 mod context;
 mod dialogs;
+mod dns;
+mod flow_token;
 mod next_hop;
 mod reply;
 mod request;
@@ -131,20 +133,33 @@ impl Local {
         via.push(b' ');
         push_socket_addr(&mut via, listener.addr);
         via.extend_from_slice(b";branch=");
-        let mut record_route = b"Record-Route: <sip:".to_vec();
-        push_socket_addr(&mut record_route, listener.addr);
-        record_route.extend_from_slice(b";lr");
-        if listener.transport != Transport::Udp {
-            record_route.extend_from_slice(b";transport=");
-            record_route.extend_from_slice(listener.transport.uri_param().as_bytes());
-        }
-        record_route.extend_from_slice(b">\r\n");
+        let mut record_route = Vec::with_capacity(64);
+        push_record_route(&mut record_route, listener, None);
         Local {
             listener,
             via,
             record_route,
         }
     }
+}
+
+/// `Record-Route: <sip:[user@]addr;lr[;transport=x]>` and its CRLF (RFC 3261
+/// §16.6 step 4; `transport=tls` rather than a `sips:` URI, as Kamailio
+/// writes it, so a dialog that crosses to a plain transport stays routable,
+/// RFC 5630 §3.1.3).
+fn push_record_route(out: &mut Vec<u8>, listener: Listener, user: Option<&str>) {
+    out.extend_from_slice(b"Record-Route: <sip:");
+    if let Some(user) = user {
+        out.extend_from_slice(user.as_bytes());
+        out.push(b'@');
+    }
+    viaduct_sip::text::push_socket_addr(out, listener.addr);
+    out.extend_from_slice(b";lr");
+    if listener.transport != Transport::Udp {
+        out.extend_from_slice(b";transport=");
+        out.extend_from_slice(listener.transport.uri_param().as_bytes());
+    }
+    out.extend_from_slice(b">\r\n");
 }
 
 /// Proxy settings (the `[proxy]` and `[timers]` config sections).
@@ -215,7 +230,7 @@ struct ClientEntry {
     server: TxId,
     /// Index of the branch in that context.
     branch: usize,
-    destination: (SocketAddr, Transport),
+    destination: context::Hop,
     /// The request as sent (shared with the transaction): the ACK for a
     /// non-2xx is built from it, even after the response context is gone.
     request: Bytes,
@@ -258,6 +273,10 @@ pub struct Proxy {
     auth: Option<Arc<Authenticator>>,
     /// Drained next hops, shared with the other workers and the admin port.
     target_states: Arc<TargetStates>,
+    /// Signs the flow tokens in our Record-Route (`flow_token.rs`); the same for every worker.
+    flow_key: flow_token::FlowKey,
+    /// DNS answers the runtime holds, and the lookups waiting on it (`dns.rs`).
+    dns: dns::Lookups,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -290,7 +309,22 @@ impl Proxy {
             draining: false,
             auth: None,
             target_states: Arc::default(),
+            flow_key: flow_token::FlowKey::random(),
+            dns: dns::Lookups::default(),
         }
+    }
+
+    /// Sets the key that signs flow tokens: every worker of a process must
+    /// share it, since any of them may see the Route a token came back in.
+    pub fn set_flow_key(&mut self, key: [u8; 32]) {
+        self.flow_key = flow_token::FlowKey::new(key);
+    }
+
+    /// Lets next hops be named by host (RFC 3263): `cache` answers what it
+    /// holds; the rest is asked through [`Proxy::poll_dns`]. Without one,
+    /// a host name is a target that fails (503 for that branch).
+    pub fn set_name_cache(&mut self, cache: Arc<dyn crate::dns::NameCache>) {
+        self.dns.cache = Some(cache);
     }
 
     /// Turns on digest authentication: policies can then answer `challenge`
@@ -546,7 +580,7 @@ impl Proxy {
         let Some(entry) = self.clients.get_mut(&id) else {
             return 0;
         };
-        let (dest, transport) = entry.destination;
+        let hop = entry.destination;
         let mut sent = 0;
         loop {
             let data = match &mut entry.tx {
@@ -557,9 +591,9 @@ impl Proxy {
             sent += 1;
             self.transmits.push_back(Transmit {
                 data,
-                destination: dest,
-                transport,
-                flow: None,
+                destination: hop.addr,
+                transport: hop.transport,
+                flow: hop.flow,
             });
         }
         sent

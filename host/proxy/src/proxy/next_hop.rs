@@ -1,6 +1,8 @@
-//! Where a URI or a Via says to send a message (RFC 3261 §18.1.1, §18.2.2;
-//! DNS per RFC 3263 is a later step: only IP literals and `localhost` resolve).
+//! Where a URI or a Via says to send a message (RFC 3261 §18.1.1, §18.2.2,
+//! RFC 3263 §4). IP literals and `localhost` resolve here; a host name
+//! becomes a [`DnsQuery`] that the runtime answers (see `crate::dns`).
 
+use crate::dns::DnsQuery;
 use crate::router::Transport;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use viaduct_sip::{uri::host_ip, Scheme, Uri, Via};
@@ -10,39 +12,87 @@ use viaduct_sip::{uri::host_ip, Scheme, Uri, Via};
 pub(crate) enum NextHopError {
     /// Not a SIP or SIPS URI.
     Scheme,
-    /// A host name: DNS is not implemented yet.
+    /// A host name DNS did not resolve, or an unusable host.
     Unresolved,
-    /// A transport this build does not speak (TLS, WS, SCTP...).
+    /// A transport this proxy has no listener for, or `sips:` over a plain one.
     Transport,
 }
 
-/// Resolves a SIP URI to an address and transport: `maddr` over host, explicit
-/// port or 5060, `transport=` or UDP unless `forced`.
-pub(crate) fn resolve(
-    uri: &Uri<'_>,
-    forced: Option<Transport>,
-) -> Result<(SocketAddr, Transport), NextHopError> {
-    if !matches!(uri.scheme, Scheme::Sip) {
-        // sips: needs TLS (a later issue).
-        return Err(if uri.scheme == Scheme::Sips {
-            NextHopError::Transport
-        } else {
-            NextHopError::Scheme
-        });
-    }
-    let transport = match forced {
-        Some(t) => t,
+/// Where a URI points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Resolved {
+    /// An address, known without DNS.
+    Addr(SocketAddr, Transport),
+    /// A host name: RFC 3263 lookups decide.
+    Name(DnsQuery),
+}
+
+/// Resolves a SIP URI (RFC 3263 §4.1, §4.2): `maddr` over host; the
+/// transport from `forced`, `transport=`, else UDP (TLS for `sips:`); the
+/// URI's port, else 5060 (5061 over TLS). A host name is left to DNS, which
+/// also picks the transport and port when the URI names none.
+pub(crate) fn resolve(uri: &Uri<'_>, forced: Option<Transport>) -> Result<Resolved, NextHopError> {
+    let secure = match uri.scheme {
+        Scheme::Sip => false,
+        Scheme::Sips => true,
+        _ => return Err(NextHopError::Scheme),
+    };
+    let explicit = match forced {
+        Some(t) => Some(t),
         None => match uri.transport() {
-            Some(t) => Transport::from_token(t).ok_or(NextHopError::Transport)?,
-            None => Transport::Udp,
+            Some(t) => Some(Transport::from_token(t).ok_or(NextHopError::Transport)?),
+            None => None,
         },
     };
+    // RFC 3261 §26.2.2 / RFC 5630: a SIPS URI is reached over TLS only.
+    if secure && explicit.is_some_and(|t| !t.is_secure()) {
+        return Err(NextHopError::Transport);
+    }
     let host = match uri.maddr() {
         Some(m) => std::str::from_utf8(m).map_err(|_| NextHopError::Unresolved)?,
         None => uri.host,
     };
-    let ip = resolve_host(host).ok_or(NextHopError::Unresolved)?;
-    Ok((SocketAddr::new(ip, uri.port.unwrap_or(5060)), transport))
+    match resolve_host(host) {
+        Some(ip) => {
+            let transport = explicit.unwrap_or(if secure {
+                Transport::Tls
+            } else {
+                Transport::Udp
+            });
+            let port = uri.port.unwrap_or_else(|| default_port(transport));
+            Ok(Resolved::Addr(SocketAddr::new(ip, port), transport))
+        }
+        None if is_host_name(host) => Ok(Resolved::Name(DnsQuery {
+            host: host.trim_end_matches('.').to_ascii_lowercase(),
+            port: uri.port,
+            transport: explicit,
+            secure,
+        })),
+        None => Err(NextHopError::Unresolved),
+    }
+}
+
+/// The port a transport uses when a URI names none (RFC 3261 §19.1.2, RFC 7118 §5.3 keeps 5060/5061).
+pub(crate) fn default_port(transport: Transport) -> u16 {
+    if transport.is_secure() {
+        5061
+    } else {
+        5060
+    }
+}
+
+/// A DNS name worth asking about: letters, digits, `-` and dots (RFC 1123),
+/// not an `.invalid` host (RFC 6761 §6.4: WebSocket clients' Contacts use it).
+fn is_host_name(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        && !host
+            .trim_end_matches('.')
+            .to_ascii_lowercase()
+            .ends_with(".invalid")
 }
 
 fn resolve_host(host: &str) -> Option<IpAddr> {
@@ -79,27 +129,59 @@ pub(crate) fn via_destination(via: &Via<'_>) -> Option<(SocketAddr, Transport)> 
 mod tests {
     use super::*;
 
+    fn addr(s: &str, t: Transport) -> Result<Resolved, NextHopError> {
+        Ok(Resolved::Addr(s.parse().unwrap(), t))
+    }
+
     #[test]
     fn uri_resolution() {
         let u = Uri::parse(b"sip:room-1@127.0.0.1:5070;transport=tcp").unwrap();
-        assert_eq!(
-            resolve(&u, None),
-            Ok(("127.0.0.1:5070".parse().unwrap(), Transport::Tcp))
-        );
+        assert_eq!(resolve(&u, None), addr("127.0.0.1:5070", Transport::Tcp));
         let u = Uri::parse(b"sip:[::1]").unwrap();
-        assert_eq!(
-            resolve(&u, None),
-            Ok(("[::1]:5060".parse().unwrap(), Transport::Udp))
-        );
+        assert_eq!(resolve(&u, None), addr("[::1]:5060", Transport::Udp));
         let u = Uri::parse(b"sip:a@example.com;maddr=10.0.0.9").unwrap();
-        assert_eq!(
-            resolve(&u, None).unwrap().0,
-            "10.0.0.9:5060".parse().unwrap()
-        );
-        let u = Uri::parse(b"sip:a@example.com").unwrap();
-        assert_eq!(resolve(&u, None), Err(NextHopError::Unresolved));
+        assert_eq!(resolve(&u, None), addr("10.0.0.9:5060", Transport::Udp));
         let u = Uri::parse(b"tel:+123").unwrap();
         assert_eq!(resolve(&u, None), Err(NextHopError::Scheme));
+    }
+
+    #[test]
+    fn sips_means_tls_on_5061() {
+        let u = Uri::parse(b"sips:bob@192.0.2.4").unwrap();
+        assert_eq!(resolve(&u, None), addr("192.0.2.4:5061", Transport::Tls));
+        let u = Uri::parse(b"sip:192.0.2.4;transport=wss").unwrap();
+        assert_eq!(resolve(&u, None), addr("192.0.2.4:5061", Transport::Wss));
+        let u = Uri::parse(b"sips:bob@192.0.2.4;transport=udp").unwrap();
+        assert_eq!(resolve(&u, None), Err(NextHopError::Transport));
+        let u = Uri::parse(b"sip:192.0.2.4;transport=sctp").unwrap();
+        assert_eq!(resolve(&u, None), Err(NextHopError::Transport));
+    }
+
+    #[test]
+    fn host_names_go_to_dns() {
+        let u = Uri::parse(b"sips:a@Bridge.Example.COM.").unwrap();
+        assert_eq!(
+            resolve(&u, None),
+            Ok(Resolved::Name(DnsQuery {
+                host: "bridge.example.com".into(),
+                port: None,
+                transport: None,
+                secure: true,
+            }))
+        );
+        let u = Uri::parse(b"sip:a@bridge.test:5070").unwrap();
+        assert_eq!(
+            resolve(&u, Some(Transport::Tcp)),
+            Ok(Resolved::Name(DnsQuery {
+                host: "bridge.test".into(),
+                port: Some(5070),
+                transport: Some(Transport::Tcp),
+                secure: false,
+            }))
+        );
+        // A WebSocket client's Contact is never looked up (RFC 7118 §5.2).
+        let u = Uri::parse(b"sip:x@df7jal23ls0d.invalid;transport=ws").unwrap();
+        assert_eq!(resolve(&u, None), Err(NextHopError::Unresolved));
     }
 
     #[test]

@@ -1,15 +1,16 @@
 //! Requests (RFC 3261 §16.3-16.6, §16.10, §16.11).
 
 use super::branch;
-use super::context::{Best, Branch, Context, Plan};
-use super::next_hop::{self, NextHopError};
+use super::context::{Attempt, Best, Branch, Context, Hop, Plan};
+use super::dns::Lookup;
+use super::next_hop::{self, NextHopError, Resolved};
 use super::reply::reason_phrase;
 use super::target_state::Filtered;
 use super::{
     AuthResult, ClientEntry, ClientTx, DropReason, Incoming, Proxy, ServerEntry, ServerTx, TxId,
 };
 use crate::auth::AuthCheck;
-use crate::router::{Decision, RouteRequest, Target};
+use crate::router::{Decision, RouteRequest, Target, Transport};
 use crate::transaction::{InviteClient, InviteServer, NonInviteClient, NonInviteServer};
 use bytes::Bytes;
 use std::time::Instant;
@@ -68,7 +69,7 @@ impl Proxy {
                 return;
             }
             // ACK for a 2xx: its own transaction end to end (§16.11 forwards it without state).
-            Method::Ack => return self.forward_stateless(msg, inc),
+            Method::Ack => return self.forward_stateless(now, msg, inc),
             Method::Cancel => return self.cancel(now, msg, inc),
             _ => {}
         }
@@ -147,15 +148,15 @@ impl Proxy {
             policy_version = req.version;
             d
         };
-        let targets = match decision {
+        let targets: std::collections::VecDeque<Attempt> = match decision {
             Decision::Relay | Decision::Continue => match self.relay_target(msg, &mut plan) {
-                Some(t) => vec![t],
+                Some(t) => [t].into(),
                 None => return self.respond_stateless(msg, inc, 404, reason_phrase(404), &[]),
             },
             Decision::Forward(t) if !t.is_empty() => match self.target_states.filter(t) {
                 Filtered::Targets(t, skipped) => {
                     count!(self.stats.targets_skipped, skipped as u64);
-                    t
+                    t.into_iter().map(Attempt::from).collect()
                 }
                 Filtered::AllInactive => {
                     count!(self.stats.all_targets_inactive);
@@ -201,6 +202,7 @@ impl Proxy {
             request: inc.data.slice(..msg.len()),
             source: inc.source,
             transport: inc.transport,
+            flow: inc.flow,
             is_invite,
             record_route: self.config.record_route
                 && !in_dialog
@@ -208,7 +210,7 @@ impl Proxy {
             hash,
             plan,
             policy_version,
-            targets: targets.into(),
+            targets,
             branches: Vec::new(),
             best: None,
             final_sent: false,
@@ -304,7 +306,7 @@ impl Proxy {
         self.drain_server(id);
         if pass_ack {
             // RFC 2543-style UA reusing the INVITE branch for the 2xx ACK.
-            self.forward_stateless(msg, inc);
+            self.forward_stateless(now, msg, inc);
         }
     }
 
@@ -313,7 +315,7 @@ impl Proxy {
     fn cancel(&mut self, now: Instant, msg: &Message<'_>, inc: &Incoming) {
         let invite_key = server_key(msg, Method::Invite);
         let Some(&invite_id) = self.server_index.get(&invite_key) else {
-            return self.forward_stateless(msg, inc);
+            return self.forward_stateless(now, msg, inc);
         };
         let tx = ServerTx::NonInvite(NonInviteServer::new(
             now,
@@ -378,7 +380,12 @@ impl Proxy {
         }
         let client = self.alloc_id();
         let cancel = Bytes::from(out);
-        let tx = NonInviteClient::new(now, timers, cancel.clone(), destination.1.is_reliable());
+        let tx = NonInviteClient::new(
+            now,
+            timers,
+            cancel.clone(),
+            destination.transport.is_reliable(),
+        );
         let key = (id_bytes, true);
         let entry = ClientEntry {
             key,
@@ -448,14 +455,39 @@ impl Proxy {
             .iter()
             .take_while(|r| self.is_ours(r.uri.host, r.uri.port))
             .count();
+        // A flow token in one of our entries names the caller's connection.
+        // Its entry is the first of ours in a request from that caller (its
+        // Route set is our Record-Route reversed) and the last in a request
+        // toward it, which must go over that connection (`flow_token.rs`).
+        plan.flow = routes[..ours].iter().skip(1).find_map(|r| {
+            let (flow, addr) = self.flow_key.decode(r.uri.user?)?;
+            let transport = Transport::from_token(r.uri.transport()?)?;
+            Some(Hop {
+                addr,
+                transport,
+                flow: Some(flow),
+            })
+        });
         if ours > 0 || plan.routes.is_some() {
             plan.routes = Some(routes[ours..].iter().map(route_text).collect());
         }
         (plan, received)
     }
 
-    /// Where plain RFC routing sends the request: the first Route (loose or strict), else the Request-URI.
-    fn relay_target(&self, msg: &Message<'_>, plan: &mut Plan) -> Option<Target> {
+    /// Where plain RFC routing sends the request: a flow token's connection,
+    /// the first Route (loose or strict), else the Request-URI.
+    fn relay_target(&self, msg: &Message<'_>, plan: &mut Plan) -> Option<Attempt> {
+        if let Some(hop) = plan.flow {
+            let uri = msg.request_uri().map(|u| u.raw).unwrap_or_default();
+            return Some(Attempt {
+                target: Target::new(uri),
+                hop: Some(hop),
+            });
+        }
+        self.route_target(msg, plan).map(Attempt::from)
+    }
+
+    fn route_target(&self, msg: &Message<'_>, plan: &mut Plan) -> Option<Target> {
         let received: Vec<String>;
         let routes: &[String] = match &plan.routes {
             Some(r) => r,
@@ -510,13 +542,24 @@ impl Proxy {
             let Some(ctx) = entry.ctx.as_mut() else {
                 return;
             };
-            let Some(target) = ctx.targets.pop_front() else {
+            let Some(attempt) = ctx.targets.pop_front() else {
                 if !ctx.pending() {
                     self.send_best(now, server);
                 }
                 return;
             };
-            match self.start_branch(now, server, &target, received) {
+            let target = attempt.target;
+            let hop = match attempt.hop {
+                Some(hop) => Ok(Some(hop)),
+                None => self.hop_for(now, server, &target),
+            };
+            let started = match hop {
+                Ok(Some(hop)) => self.start_branch(now, server, &target, hop, received),
+                // Parked until DNS answers (`dns.rs`).
+                Ok(None) => return,
+                Err(e) => Err(e),
+            };
+            match started {
                 Ok(()) => return,
                 Err(e) => {
                     tracing::warn!(target = %target.uri, error = ?e, "target unusable");
@@ -528,20 +571,58 @@ impl Proxy {
         }
     }
 
+    /// Where a target goes: its address, or the first of its DNS answer
+    /// (the others are queued after it); `None` when the request now waits
+    /// for DNS, with the target back at the front of its list.
+    fn hop_for(
+        &mut self,
+        now: Instant,
+        server: TxId,
+        target: &Target,
+    ) -> Result<Option<Hop>, NextHopError> {
+        let uri =
+            viaduct_sip::Uri::parse(target.uri.as_bytes()).map_err(|_| NextHopError::Scheme)?;
+        let query = match next_hop::resolve(&uri, target.transport)? {
+            Resolved::Addr(addr, transport) => {
+                return Ok(Some(Hop {
+                    addr,
+                    transport,
+                    flow: None,
+                }))
+            }
+            Resolved::Name(query) => query,
+        };
+        let lookup = self.dns.lookup(query, server, now).map_err(|why| {
+            tracing::info!(target = %target.uri, "{why}");
+            NextHopError::Unresolved
+        })?;
+        let Some(ctx) = self.servers.get_mut(&server).and_then(|e| e.ctx.as_mut()) else {
+            return Ok(None);
+        };
+        match lookup {
+            Lookup::Hops(first, rest) => {
+                super::dns::expand(&mut ctx.targets, target, first, &rest);
+                Ok(ctx.targets.pop_front().and_then(|a| a.hop))
+            }
+            Lookup::Wait => {
+                ctx.targets.push_front(Attempt::from(target.clone()));
+                Ok(None)
+            }
+        }
+    }
+
     fn start_branch(
         &mut self,
         now: Instant,
         server: TxId,
         target: &Target,
+        destination: Hop,
         received: Option<&Message<'_>>,
     ) -> Result<(), NextHopError> {
         let timers = self.config.timers;
         let timer_c = self.config.timer_c;
-        let uri =
-            viaduct_sip::Uri::parse(target.uri.as_bytes()).map_err(|_| NextHopError::Scheme)?;
-        let destination = next_hop::resolve(&uri, target.transport)?;
         let out = self
-            .listener_for(destination.1, destination.0)
+            .listener_for(destination.transport, destination.addr)
             .ok_or(NextHopError::Transport)?;
         let Some(entry) = self.servers.get(&server) else {
             return Ok(());
@@ -558,10 +639,21 @@ impl Proxy {
         let id = Bytes::copy_from_slice(&head[id_at..]);
         head.extend_from_slice(b"\r\n");
         if ctx.record_route {
-            // RFC 5658: crossing transports or address families needs one entry per side.
+            // RFC 5658: crossing transports or address families needs one
+            // entry per side. A caller on a connection gets its own entry,
+            // carrying the flow token, even on the same listener: the
+            // token's place in a Route set then says which way a request goes.
             head.extend_from_slice(&out.record_route);
-            if inbound.listener != out.listener {
-                head.extend_from_slice(&inbound.record_route);
+            let flow = ctx.flow.filter(|_| ctx.transport.is_reliable());
+            match flow {
+                Some(flow) => {
+                    let token = self.flow_key.encode(flow, ctx.source);
+                    super::push_record_route(&mut head, inbound.listener, Some(&token));
+                }
+                None if inbound.listener != out.listener => {
+                    head.extend_from_slice(&inbound.record_route);
+                }
+                None => {}
             }
         }
         let forwarded = match received {
@@ -577,10 +669,10 @@ impl Proxy {
         } else {
             target.timeout.map(|t| now + t)
         };
-        tracing::debug!(branch = %String::from_utf8_lossy(&id), to = %destination.0, "forwarding:\n{}", String::from_utf8_lossy(&forwarded));
+        tracing::debug!(branch = %String::from_utf8_lossy(&id), to = %destination.addr, transport = destination.transport.via_token(), "forwarding:\n{}", String::from_utf8_lossy(&forwarded));
 
         let client = self.alloc_id();
-        let reliable = destination.1.is_reliable();
+        let reliable = destination.transport.is_reliable();
         let tx = if is_invite {
             ClientTx::Invite(InviteClient::new(now, timers, forwarded.clone(), reliable))
         } else {
@@ -624,21 +716,44 @@ impl Proxy {
 
     /// ACK for 2xx, and CANCEL with no response context: forwarded without a
     /// transaction, routed like any in-dialog request.
-    fn forward_stateless(&mut self, msg: &Message<'_>, inc: &Incoming) {
+    fn forward_stateless(&mut self, now: Instant, msg: &Message<'_>, inc: &Incoming) {
         let (mut plan, _) = self.preprocess_routes(msg);
         if msg.max_forwards() == Some(0) {
             return;
         }
-        let Some(target) = self.relay_target(msg, &mut plan) else {
+        let Some(attempt) = self.relay_target(msg, &mut plan) else {
             tracing::debug!(source = %inc.source, "stateless request addressed to us; dropped");
             return;
         };
-        let Ok(uri) = viaduct_sip::Uri::parse(target.uri.as_bytes()) else {
-            return;
+        let hop = match attempt.hop {
+            Some(hop) => hop,
+            None => {
+                let Ok(uri) = viaduct_sip::Uri::parse(attempt.target.uri.as_bytes()) else {
+                    return;
+                };
+                match next_hop::resolve(&uri, None) {
+                    Ok(Resolved::Addr(addr, transport)) => Hop {
+                        addr,
+                        transport,
+                        flow: None,
+                    },
+                    Ok(Resolved::Name(query)) => {
+                        let answer = self.dns.cache.as_ref().and_then(|c| c.cached(&query));
+                        match answer.and_then(|a| self.dns.hops(&a, now)) {
+                            Some((hop, _)) => hop,
+                            None => {
+                                // The sender retransmits (an ACK with each 2xx retransmission).
+                                tracing::debug!(host = %query.host, "stateless forward waits for DNS");
+                                self.dns.want(query);
+                                return;
+                            }
+                        }
+                    }
+                    Err(_) => return,
+                }
+            }
         };
-        let Ok((dest, transport)) = next_hop::resolve(&uri, None) else {
-            return;
-        };
+        let (dest, transport) = (hop.addr, hop.transport);
         let Some(out) = self.listener_for(transport, dest) else {
             return;
         };
@@ -648,7 +763,7 @@ impl Proxy {
         head.extend_from_slice(b"\r\n");
         let data = forwarded_request(msg, inc.source, &plan, &head);
         tracing::debug!(to = %dest, "forwarding without a transaction:\n{}", String::from_utf8_lossy(&data));
-        self.send(data, dest, transport, None);
+        self.send(data, dest, transport, hop.flow);
     }
 }
 

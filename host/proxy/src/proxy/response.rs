@@ -107,7 +107,7 @@ impl Proxy {
         if first_final {
             let class = StatusClass::of(code);
             self.stats
-                .forward_outcome(branch.destination.0, ForwardOutcome::Answered(class));
+                .forward_outcome(branch.destination.addr, ForwardOutcome::Answered(class));
         }
         if (200..300).contains(&code) {
             if first_final && ctx.is_invite && ctx.record_route {
@@ -160,7 +160,11 @@ impl Proxy {
             503 => ForwardOutcome::TransportError,
             _ => ForwardOutcome::Timeout,
         };
-        self.stats.forward_outcome(branch.destination.0, outcome);
+        self.stats.forward_outcome(branch.destination.addr, outcome);
+        if !branch.cancelled {
+            // Later DNS answers try this address last for a while (`dns.rs`).
+            self.dns.mark_down(branch.destination.addr, now);
+        }
         let cancelled = branch.cancelled;
         if !cancelled {
             branch.deadline = None;
@@ -268,7 +272,7 @@ impl Proxy {
             Decision::Forward(t) => match self.target_states.filter(t) {
                 Filtered::Targets(t, skipped) => {
                     count!(self.stats.targets_skipped, skipped as u64);
-                    ctx.targets = t.into();
+                    ctx.targets = t.into_iter().map(super::context::Attempt::from).collect();
                 }
                 Filtered::AllInactive => {
                     count!(self.stats.all_targets_inactive);

@@ -158,7 +158,7 @@ impl TargetStates {
             viaduct_sip::Uri::parse(t.uri.as_bytes())
                 .ok()
                 .and_then(|uri| super::next_hop::resolve(&uri, t.transport).ok())
-                .is_some_and(|(addr, _)| set.contains(&addr))
+                .is_some_and(|r| matches!(r, super::next_hop::Resolved::Addr(addr, _) if set.contains(&addr)))
         };
         let keep: Vec<bool> = targets.iter().map(|t| !inactive(t)).collect();
         let skipped = keep.iter().filter(|k| !**k).count();

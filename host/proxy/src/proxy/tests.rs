@@ -360,7 +360,7 @@ fn responses_go_back_byte_exact_and_the_dialog_follows_the_route() {
 }
 
 #[test]
-fn tcp_caller_gets_a_record_route_per_side() {
+fn tcp_caller_gets_a_record_route_per_side_and_its_flow_back() {
     let mut h = Harness::relay();
     let via = format!("Via: SIP/2.0/TCP {UAC};branch=z9hG4bKt1");
     let out = h.feed_on(
@@ -375,13 +375,44 @@ fn tcp_caller_gets_a_record_route_per_side() {
         .record_routes()
         .map(|r| r.uri.raw.into())
         .collect();
-    assert_eq!(
-        rr,
-        [
-            "sip:127.0.0.1:5060;lr",
-            "sip:127.0.0.1:5060;lr;transport=tcp"
-        ]
-    );
+    assert_eq!(rr.len(), 2, "{rr:?}");
+    assert_eq!(rr[0], "sip:127.0.0.1:5060;lr");
+    // The caller's side names its connection (RFC 5626 §5.3 flow token).
+    let token = rr[1]
+        .strip_prefix("sip:")
+        .and_then(|r| r.strip_suffix("@127.0.0.1:5060;lr;transport=tcp"))
+        .unwrap_or_else(|| panic!("flow token entry: {}", rr[1]));
+    assert!(token.starts_with("ft-7-"), "{token}");
+
+    // The callee's BYE (Route set = Record-Route as received) goes back over
+    // the caller's connection, whatever its Request-URI (a WebSocket
+    // client's Contact is an unroutable *.invalid host).
+    let bye = Msg::request("BYE", "sip:alice@x7f.invalid;transport=ws", "z9hG4bKub1", 1)
+        .with_to_tag("b1")
+        .h(&format!("Route: <{}>, <{}>", rr[0], rr[1]));
+    let out = h.feed(UAS, bye.bytes());
+    assert_eq!(sigs(&out), [sig("BYE", UAC)]);
+    assert_eq!((out[0].transport, out[0].flow), (Transport::Tcp, Some(7)));
+    assert_eq!(header(&out[0], "Route"), None);
+
+    // The caller's own BYE, on that connection, has the token first: it goes
+    // to the callee by its Request-URI.
+    let bye = in_dialog("BYE", "z9hG4bKcb1", 2)
+        .set("Via:", &format!("Via: SIP/2.0/TCP {UAC};branch=z9hG4bKcb1"))
+        .set("Route:", &format!("Route: <{}>, <{}>", rr[1], rr[0]));
+    let out = h.feed_on(UAC, Transport::Tcp, bye.bytes());
+    assert_eq!(sigs(&out), [sig("BYE", UAS)]);
+    assert_eq!((out[0].transport, out[0].flow), (Transport::Udp, None));
+
+    // A forged token (another flow, the same MAC) is just our address: the
+    // request follows its Request-URI instead of entering connection 8.
+    let forged = rr[1].replacen("ft-7-", "ft-8-", 1);
+    let bye = Msg::request("BYE", BOB, "z9hG4bKfb1", 3)
+        .with_to_tag("b1")
+        .h(&format!("Route: <{}>, <{forged}>", rr[0]));
+    let out = h.feed(UAS, bye.bytes());
+    assert_eq!(sigs(&out), [sig("BYE", UAS)]);
+    assert_eq!(out[0].flow, None);
 }
 
 // ---- 3-6: failures, CANCEL, Timer C ----------------------------------------------------
@@ -1018,3 +1049,98 @@ mod challenge {
 }
 
 mod target_state;
+
+// ---- RFC 3263: next hops named by host --------------------------------------------------
+
+/// The runtime's DNS cache, as the core sees it.
+#[derive(Default)]
+struct FakeNames(std::sync::Mutex<Vec<(crate::dns::DnsQuery, crate::dns::DnsAnswer)>>);
+
+impl crate::dns::NameCache for FakeNames {
+    fn cached(&self, q: &crate::dns::DnsQuery) -> Option<crate::dns::DnsAnswer> {
+        let known = self.0.lock().unwrap();
+        known.iter().find(|(k, _)| k == q).map(|(_, a)| a.clone())
+    }
+}
+
+fn srv_answer(addrs: &[&str]) -> crate::dns::DnsAnswer {
+    Ok(addrs
+        .iter()
+        .map(|a| crate::dns::Destination {
+            addr: addr(a),
+            transport: Transport::Udp,
+        })
+        .collect())
+}
+
+#[test]
+fn host_name_target_waits_for_dns_then_walks_the_answer_in_order() {
+    let timers = Timers::from_t1(ms(10), ms(40), ms(50));
+    let router = StaticRouter::new(vec![Target::new("sip:Bridge.Test")]);
+    let mut h = Harness::with_timers(timers, router);
+    let names = std::sync::Arc::new(FakeNames::default());
+    h.proxy.set_name_cache(names.clone());
+
+    // A miss: the caller gets 100 Trying, nothing is forwarded, DNS is asked once.
+    let out = h.feed(UAC, invite("z9hG4bKd1").bytes());
+    assert_eq!(sigs(&out), [sig("100", UAC)]);
+    let out = h.feed(
+        UAC,
+        invite("z9hG4bKd2").set("Call-ID:", "Call-ID: d2").bytes(),
+    );
+    assert_eq!(sigs(&out), [sig("100", UAC)]);
+    let query = h.proxy.poll_dns().expect("a query for the runtime");
+    assert_eq!(query.host, "bridge.test");
+    assert_eq!(
+        (query.port, query.transport, query.secure),
+        (None, None, false)
+    );
+    assert!(h.proxy.poll_dns().is_none(), "asked once for both requests");
+
+    // The answer (priority 10 first) releases both requests toward SILENT.
+    let answer = srv_answer(&[SILENT, UAS]);
+    names
+        .0
+        .lock()
+        .unwrap()
+        .push((query.clone(), answer.clone()));
+    h.proxy.handle_resolved(h.now, &query, answer);
+    let out = h.drain();
+    assert_eq!(sigs(&out), [sig("INVITE", SILENT), sig("INVITE", SILENT)]);
+
+    // SILENT never answers: Timer B fails both over to the next address.
+    let log = h.advance(ms(640));
+    let to_uas: Vec<&Transmit> = log.iter().filter(|t| t.destination == addr(UAS)).collect();
+    assert_eq!(to_uas.len(), 2, "{:?}", sigs(&log));
+    for fwd in to_uas {
+        passes_up(&mut h, reply(fwd, 200, Some("b1"), &[]));
+    }
+
+    // The next call finds the answer cached and SILENT down: straight to UAS.
+    let out = h.feed(
+        UAC,
+        invite("z9hG4bKd3").set("Call-ID:", "Call-ID: d3").bytes(),
+    );
+    assert_eq!(sigs(&out), [sig("100", UAC), sig("INVITE", UAS)]);
+    assert!(h.proxy.poll_dns().is_none());
+}
+
+#[test]
+fn unresolvable_host_gets_an_answer_not_silence() {
+    let router = StaticRouter::new(vec![Target::new("sip:nowhere.test")]);
+    let mut h = Harness::new(router);
+    h.proxy
+        .set_name_cache(std::sync::Arc::new(FakeNames::default()));
+    let out = h.feed(UAC, invite("z9hG4bKn1").bytes());
+    assert_eq!(sigs(&out), [sig("100", UAC)]);
+    let query = h.proxy.poll_dns().unwrap();
+    h.proxy
+        .handle_resolved(h.now, &query, Err(crate::dns::DnsError::NotFound));
+    let out = h.drain();
+    assert_eq!(sigs(&out), [sig("500", UAC)]);
+
+    // Without a resolver a host name is a target that fails at once.
+    let mut h = Harness::new(StaticRouter::new(vec![Target::new("sip:nowhere.test")]));
+    let out = h.feed(UAC, invite("z9hG4bKn2").bytes());
+    assert_eq!(sigs(&out), [sig("100", UAC), sig("500", UAC)]);
+}
