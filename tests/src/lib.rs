@@ -14,6 +14,7 @@
 //!
 //! See tests/README.md for the SIPp quirks these helpers work around.
 
+mod dnsmasq;
 mod http;
 mod json;
 mod roomkit;
@@ -33,6 +34,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+pub use dnsmasq::Dnsmasq;
 pub use http::{http_post_json, http_request, http_request_with, HttpResponse, HTTP_BOUND};
 pub use json::Json;
 pub use roomkit::roomkit_python;

@@ -196,16 +196,37 @@ async fn route(method: &str, path: &str, body: &[u8], state: &AdminState) -> Ans
         };
     }
     match (method, path) {
-        ("POST", "/reload") => match &ops.reloader {
-            None => json(404, json!({"ok": false, "error": "no policy configured"})),
-            Some(r) => match r.reload("admin").await {
-                Ok(v) => json(200, json!({"ok": true, "version": v.id, "hash": v.hash})),
-                Err(e) => json(
+        ("POST", "/reload") => {
+            // Certificates first: a refused policy must not hide a certificate reload.
+            let tls = ops.tls.as_ref().map(|t| {
+                crate::reload::reload_tls(t, "admin")
+                    .map(|()| t.fingerprint())
+                    .map_err(|e| format!("{e:#}"))
+            });
+            if let Some(Err(e)) = &tls {
+                return json(
                     500,
-                    json!({"ok": false, "error": format!("policy refused, previous version kept: {e}")}),
-                ),
-            },
-        },
+                    json!({"ok": false, "error": format!("certificate refused, previous one kept: {e}")}),
+                );
+            }
+            let fingerprint = tls.and_then(Result::ok);
+            match &ops.reloader {
+                None if fingerprint.is_some() => {
+                    json(200, json!({"ok": true, "tls_fingerprint": fingerprint}))
+                }
+                None => json(404, json!({"ok": false, "error": "no policy configured"})),
+                Some(r) => match r.reload("admin").await {
+                    Ok(v) => json(
+                        200,
+                        json!({"ok": true, "version": v.id, "hash": v.hash, "tls_fingerprint": fingerprint}),
+                    ),
+                    Err(e) => json(
+                        500,
+                        json!({"ok": false, "error": format!("policy refused, previous version kept: {e}")}),
+                    ),
+                },
+            }
+        }
         ("POST", "/drain") => {
             if !ops.is_draining() {
                 tracing::info!("POST /drain: draining (new dialogs get 503)");

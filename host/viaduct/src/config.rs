@@ -30,6 +30,68 @@ pub struct Config {
     pub limits: Limits,
     /// `[auth]`
     pub auth: AuthSection,
+    /// `[tls]`
+    pub tls: TlsSection,
+    /// `[dns]`
+    pub dns: DnsSection,
+}
+
+/// `[tls]`: certificates for `tls:` and `wss:` listeners and TLS next hops
+/// (see `tls.rs`). Paths are PEM files; empty means "not configured".
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSection {
+    /// This proxy's certificate chain; with `key_file`. Empty: a self-signed
+    /// certificate made on first start and kept in `server.data_dir/tls/`.
+    pub cert_file: String,
+    /// The private key of `cert_file`.
+    pub key_file: String,
+    /// CA certificates that next hops' certificates must chain to; empty: the system's roots.
+    pub ca_file: String,
+    /// A client certificate for next hops that ask for one (mutual TLS).
+    pub client_cert_file: String,
+    /// Its private key.
+    pub client_key_file: String,
+    /// Verify next hops' certificates (name and chain). Off only in a lab.
+    pub verify_peer: bool,
+    /// Reload the certificate files when they change (SIGHUP and `POST /reload` reload them too).
+    pub watch: bool,
+}
+
+impl Default for TlsSection {
+    fn default() -> Self {
+        TlsSection {
+            cert_file: String::new(),
+            key_file: String::new(),
+            ca_file: String::new(),
+            client_cert_file: String::new(),
+            client_key_file: String::new(),
+            verify_peer: true,
+            watch: true,
+        }
+    }
+}
+
+/// `[dns]`: RFC 3263 resolution of next hops named by host (see `dns.rs`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DnsSection {
+    /// DNS servers as IP:PORT; empty: the system's (/etc/resolv.conf).
+    pub servers: Vec<String>,
+    /// How long one lookup may take before the target counts as failed.
+    pub timeout_ms: u64,
+    /// How long a name that does not exist is remembered.
+    pub negative_ttl_s: u64,
+}
+
+impl Default for DnsSection {
+    fn default() -> Self {
+        DnsSection {
+            servers: Vec::new(),
+            timeout_ms: 2000,
+            negative_ttl_s: 30,
+        }
+    }
 }
 
 /// `[auth]`: digest authentication for policies that answer `challenge`
@@ -215,6 +277,17 @@ pub struct Server {
     pub socket_buffer: usize,
     /// Largest message accepted on a stream transport.
     pub max_message_size: usize,
+    /// Where state that outlives a restart is kept (the self-signed TLS
+    /// certificate); empty = $XDG_DATA_HOME/viaduct or ~/.local/share/viaduct.
+    pub data_dir: String,
+    /// Open connections (TCP, TLS, WS, WSS; inbound and outbound) at most.
+    pub max_connections: usize,
+    /// Inbound connections from one IP address at most.
+    pub max_connections_per_ip: usize,
+    /// A connection without traffic for this long is closed (keep-alives count).
+    pub idle_timeout_s: u64,
+    /// How long a TLS or WebSocket handshake may take.
+    pub handshake_timeout_ms: u64,
 }
 
 impl Default for Server {
@@ -224,6 +297,11 @@ impl Default for Server {
             workers: 0,
             socket_buffer: 4 << 20,
             max_message_size: 65535,
+            data_dir: String::new(),
+            max_connections: 4096,
+            max_connections_per_ip: 256,
+            idle_timeout_s: 600,
+            handshake_timeout_ms: 5000,
         }
     }
 }
@@ -333,10 +411,33 @@ impl Config {
     /// Checks what serde cannot: addresses, URIs, timer relations.
     pub fn check(&self) -> Result<()> {
         if self.server.listen.is_empty() {
-            bail!("server.listen is empty: give at least one udp:IP:PORT or tcp:IP:PORT");
+            bail!("server.listen is empty: give at least one TRANSPORT:IP:PORT (udp, tcp, tls, ws, wss)");
         }
         for l in &self.server.listen {
             l.parse::<ListenAddr>()?;
+        }
+        let sv = &self.server;
+        if sv.max_connections == 0
+            || sv.max_connections_per_ip == 0
+            || sv.idle_timeout_s == 0
+            || sv.handshake_timeout_ms == 0
+        {
+            bail!("server.max_connections, max_connections_per_ip, idle_timeout_s and handshake_timeout_ms must be > 0");
+        }
+        let tls = &self.tls;
+        if tls.cert_file.is_empty() != tls.key_file.is_empty() {
+            bail!("tls.cert_file and tls.key_file go together: set both, or neither for a self-signed certificate");
+        }
+        if tls.client_cert_file.is_empty() != tls.client_key_file.is_empty() {
+            bail!("tls.client_cert_file and tls.client_key_file go together");
+        }
+        for server in &self.dns.servers {
+            server
+                .parse::<SocketAddr>()
+                .with_context(|| format!("dns.servers: {server:?} is not IP:PORT"))?;
+        }
+        if self.dns.timeout_ms == 0 {
+            bail!("dns.timeout_ms must be > 0");
         }
         let t = &self.timers;
         if t.t1_ms == 0 || t.t2_ms < t.t1_ms || t.t4_ms == 0 {
@@ -389,15 +490,17 @@ impl Config {
         for target in &self.routing.targets {
             let uri = viaduct_sip::Uri::parse(target.as_bytes())
                 .map_err(|_| anyhow::anyhow!("routing.targets: {target:?} is not a SIP URI"))?;
-            if uri.scheme != viaduct_sip::Scheme::Sip {
-                bail!("routing.targets: {target:?}: only sip: targets are supported");
-            }
-            if uri.host_ip().is_none() && !uri.host.eq_ignore_ascii_case("localhost") {
-                bail!("routing.targets: {target:?}: the host must be an IP address (DNS is not supported yet)");
+            if !matches!(
+                uri.scheme,
+                viaduct_sip::Scheme::Sip | viaduct_sip::Scheme::Sips
+            ) {
+                bail!("routing.targets: {target:?}: only sip: and sips: targets are supported");
             }
             if let Some(tp) = uri.transport() {
                 if Transport::from_token(tp).is_none() {
-                    bail!("routing.targets: {target:?}: transport must be udp or tcp");
+                    bail!(
+                        "routing.targets: {target:?}: transport must be udp, tcp, tls, ws or wss"
+                    );
                 }
             }
         }
@@ -407,6 +510,45 @@ impl Config {
     /// The listen addresses.
     pub fn listeners(&self) -> Result<Vec<ListenAddr>> {
         self.server.listen.iter().map(|l| l.parse()).collect()
+    }
+
+    /// `server.data_dir`, or the XDG default.
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        if !self.server.data_dir.is_empty() {
+            return self.server.data_dir.clone().into();
+        }
+        std::env::var_os("XDG_DATA_HOME")
+            .map(std::path::PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".local/share"))
+            })
+            .unwrap_or_else(|| std::path::PathBuf::from("."))
+            .join("viaduct")
+    }
+
+    /// Connection limits from `[server]`.
+    pub fn connection_limits(&self) -> crate::transport::Limits {
+        let s = &self.server;
+        crate::transport::Limits {
+            max_connections: s.max_connections,
+            max_per_ip: s.max_connections_per_ip,
+            idle_timeout: Duration::from_secs(s.idle_timeout_s),
+            handshake_timeout: Duration::from_millis(s.handshake_timeout_ms),
+            max_message: s.max_message_size,
+        }
+    }
+
+    /// Whether a listener or a next hop may need TLS: a `tls:`/`wss:`
+    /// listener, or any TLS setting (next hops named `sips:` or
+    /// `;transport=tls` are only known at run time, so a configured CA or
+    /// client certificate also turns the client side on).
+    pub fn wants_tls(&self) -> bool {
+        self.listeners()
+            .map(|ls| ls.iter().any(|l| l.transport.is_secure()))
+            .unwrap_or(false)
+            || !self.tls.ca_file.is_empty()
+            || !self.tls.client_cert_file.is_empty()
+            || !self.tls.cert_file.is_empty()
     }
 
     /// RFC 3261 timers from the `[timers]` section.
@@ -524,7 +666,7 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        let c: Config = toml::from_str("[routing]\ntargets = [\"sip:example.com\"]").unwrap();
+        let c: Config = toml::from_str("[routing]\ntargets = [\"tel:+123\"]").unwrap();
         assert!(c
             .check()
             .unwrap_err()
@@ -534,6 +676,16 @@ mod tests {
         let c: Config = toml::from_str("[limits]\nallow = [\"10.0.0.0/33\"]").unwrap();
         assert!(c.check().unwrap_err().to_string().contains("limits.allow"));
         assert!("sctp:127.0.0.1:5060".parse::<ListenAddr>().is_err());
+        let half: Config = toml::from_str("[tls]\ncert_file = \"c.pem\"").unwrap();
+        assert!(half
+            .check()
+            .unwrap_err()
+            .to_string()
+            .contains("tls.key_file"));
+        let dns: Config = toml::from_str("[dns]\nservers = [\"127.0.0.1\"]").unwrap();
+        assert!(dns.check().unwrap_err().to_string().contains("dns.servers"));
+        let wss = "wss:[::1]:8443".parse::<ListenAddr>().unwrap();
+        assert_eq!(wss.transport, Transport::Wss);
         let open: Config = toml::from_str("[admin]\nlisten = \"127.0.0.2:9060\"").unwrap();
         assert!(open
             .check()

@@ -8,11 +8,13 @@ mod admin;
 mod auth;
 mod config;
 mod ctl;
+mod dns;
 mod flood;
 mod metrics;
 mod metrics_policy;
 mod ops;
 mod reload;
+mod tls;
 mod transport;
 mod worker;
 
@@ -43,7 +45,8 @@ struct Cli {
     /// Config file (TOML); every field has a default.
     #[arg(long, global = true)]
     config: Option<PathBuf>,
-    /// Listen address, repeatable: udp:IP:PORT or tcp:IP:PORT (replaces server.listen).
+    /// Listen address, repeatable: TRANSPORT:IP:PORT with udp, tcp, tls, ws
+    /// or wss, IPv6 as udp:[::1]:5060 (replaces server.listen).
     #[arg(long)]
     listen: Vec<String>,
     /// The routing policy component (overrides policy.file).
@@ -171,13 +174,22 @@ async fn serve(config: Config, workers: usize) -> Result<()> {
     let (dispatcher, receivers) = worker::channels(workers);
     let flood_counters = Arc::new(flood::FloodCounters::default());
     let flood_guard = || flood::FloodGuard::new(config.flood_settings(), flood_counters.clone());
-    let connections = Arc::new(transport::Connections::with_flood_guard(flood_guard()));
+    let tls = if config.wants_tls() {
+        Some(tls::Tls::load(tls_settings(&config, &listen))?)
+    } else {
+        None
+    };
+    let connections = Arc::new(transport::Connections::new(
+        flood_guard(),
+        tls.clone(),
+        config.connection_limits(),
+    ));
     // One SO_REUSEPORT socket per worker and UDP listener; worker 0 binds
     // first so a port 0 resolves once and the others join it.
     let mut udp: Vec<Vec<std::net::UdpSocket>> = (0..workers).map(|_| Vec::new()).collect();
     let mut listeners = Vec::new();
     for l in &listen {
-        match l.transport {
+        let local = match l.transport {
             Transport::Udp => {
                 let first = transport::bind_udp(l.addr, config.server.socket_buffer)?;
                 let local = first.local_addr()?;
@@ -185,29 +197,48 @@ async fn serve(config: Config, workers: usize) -> Result<()> {
                 for sockets in udp.iter_mut().skip(1) {
                     sockets.push(transport::bind_udp(local, config.server.socket_buffer)?);
                 }
-                listeners.push(Listener {
-                    transport: Transport::Udp,
-                    addr: local,
-                });
-                tracing::info!("listening on udp:{local}");
+                local
             }
-            Transport::Tcp => {
-                let listener = transport::bind_tcp(l.addr)?;
+            stream => {
+                let listener = transport::bind_stream(stream, l.addr)?;
                 let local = listener.local_addr()?;
-                listeners.push(Listener {
-                    transport: Transport::Tcp,
-                    addr: local,
-                });
-                tokio::spawn(transport::tcp_accept(
+                tokio::spawn(transport::accept(
                     listener,
+                    stream,
                     connections.clone(),
                     dispatcher.clone(),
-                    config.server.max_message_size,
                 ));
-                tracing::info!("listening on tcp:{local}");
+                local
             }
+        };
+        listeners.push(Listener {
+            transport: l.transport,
+            addr: local,
+        });
+        match (&tls, l.transport.is_secure()) {
+            (Some(tls), true) => tracing::info!(
+                fingerprint = %tls.fingerprint(),
+                certificate = %tls.cert_path().display(),
+                "listening on {}:{local}",
+                l.transport.uri_param()
+            ),
+            _ => tracing::info!("listening on {}:{local}", l.transport.uri_param()),
         }
     }
+    let resolver = Arc::new(dns::Resolver::new(dns::DnsSettings {
+        servers: config
+            .dns
+            .servers
+            .iter()
+            .filter_map(|s| s.parse().ok())
+            .collect(),
+        timeout: Duration::from_millis(config.dns.timeout_ms),
+        negative_ttl: Duration::from_secs(config.dns.negative_ttl_s),
+        transports: listeners.iter().map(|l| l.transport).collect(),
+        ..Default::default()
+    })?);
+    // Every worker signs and checks the same flow tokens.
+    let flow_key: [u8; 32] = rand::random();
     let status = Arc::new(worker::WorkerStatus::new(workers));
     let listener_names: Vec<String> = listeners
         .iter()
@@ -248,6 +279,8 @@ async fn serve(config: Config, workers: usize) -> Result<()> {
             proxy.set_authenticator(a.clone());
         }
         proxy.set_target_states(target_states.clone());
+        proxy.set_flow_key(flow_key);
+        proxy.set_name_cache(resolver.clone());
         let w = worker::Worker {
             index,
             proxy,
@@ -256,8 +289,11 @@ async fn serve(config: Config, workers: usize) -> Result<()> {
             dispatcher: dispatcher.clone(),
             connections: connections.clone(),
             status: status.clone(),
-            max_message: config.server.max_message_size,
             flood: flood_guard(),
+            dns: worker::Dns {
+                resolver: resolver.clone(),
+                runtime: tokio::runtime::Handle::current(),
+            },
         };
         std::thread::Builder::new()
             .name(format!("worker-{index}"))
@@ -275,9 +311,13 @@ async fn serve(config: Config, workers: usize) -> Result<()> {
                 }
             })?;
     }
+    reload::on_sighup(reloader.clone(), tls.clone())?;
+    let _tls_watcher = match &tls {
+        Some(t) if config.tls.watch => tls::watch(t.clone())?,
+        _ => None,
+    };
     let _watcher = match &reloader {
         Some(r) => {
-            reload::on_sighup(r.clone())?;
             if config.policy.watch {
                 Some(reload::watch(r.clone(), Path::new(&config.policy.file))?)
             } else {
@@ -290,6 +330,7 @@ async fn serve(config: Config, workers: usize) -> Result<()> {
         status.clone(),
         dispatcher.clone(),
         reloader.clone(),
+        tls.clone(),
         flood_counters.clone(),
         target_states,
         listener_names,
@@ -315,6 +356,27 @@ async fn serve(config: Config, workers: usize) -> Result<()> {
     }
     drain(&ops, Duration::from_millis(config.proxy.shutdown_grace_ms)).await;
     Ok(())
+}
+
+/// The `[tls]` section as the TLS module takes it; a generated certificate
+/// names every listen IP and `localhost`.
+fn tls_settings(config: &Config, listen: &[ListenAddr]) -> tls::TlsSettings {
+    let path = |s: &str| (!s.is_empty()).then(|| std::path::PathBuf::from(s));
+    let t = &config.tls;
+    let mut names: Vec<String> = listen.iter().map(|l| l.addr.ip().to_string()).collect();
+    names.push("localhost".into());
+    names.sort();
+    names.dedup();
+    tls::TlsSettings {
+        cert_file: path(&t.cert_file),
+        key_file: path(&t.key_file),
+        ca_file: path(&t.ca_file),
+        client_cert_file: path(&t.client_cert_file),
+        client_key_file: path(&t.client_key_file),
+        verify_peer: t.verify_peer,
+        data_dir: config.data_dir(),
+        names,
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -77,6 +77,8 @@ pub struct Ops {
     pub dispatcher: Arc<Dispatcher>,
     /// The policy, when one is configured.
     pub reloader: Option<Arc<Reloader>>,
+    /// The TLS certificates, when a listener or next hop uses TLS.
+    pub tls: Option<Arc<crate::tls::Tls>>,
     /// The flood guards' drop counters (shared by every worker's guard).
     pub flood: Arc<FloodCounters>,
     /// The next hops' states, shared with every worker's proxy core.
@@ -119,6 +121,7 @@ impl Ops {
         status: Arc<WorkerStatus>,
         dispatcher: Arc<Dispatcher>,
         reloader: Option<Arc<Reloader>>,
+        tls: Option<Arc<crate::tls::Tls>>,
         flood: Arc<FloodCounters>,
         targets: Arc<TargetStates>,
         listeners: Vec<String>,
@@ -128,6 +131,7 @@ impl Ops {
             status,
             dispatcher,
             reloader,
+            tls,
             flood,
             targets,
             listeners,
@@ -201,6 +205,7 @@ impl Ops {
         Arc::new(Ops::new(
             status,
             dispatcher,
+            None,
             None,
             Arc::default(),
             Arc::default(),

@@ -38,12 +38,38 @@ impl Reloader {
     }
 }
 
-/// Reloads on SIGHUP.
-pub fn on_sighup(reloader: Arc<Reloader>) -> anyhow::Result<()> {
+/// Reloads the TLS certificate files: new handshakes get the new
+/// certificate, connections up keep theirs; on error the old one stays.
+pub fn reload_tls(tls: &crate::tls::Tls, trigger: &str) -> anyhow::Result<()> {
+    if tls.watched_files().is_empty() {
+        return Ok(()); // a generated certificate: nothing to read again
+    }
+    match tls.reload() {
+        Ok(()) => {
+            tracing::info!(trigger, fingerprint = %tls.fingerprint(), "TLS certificate reloaded");
+            Ok(())
+        }
+        Err(e) => {
+            tracing::error!(trigger, error = %format!("{e:#}"), "TLS certificate refused; the previous one keeps serving");
+            Err(e)
+        }
+    }
+}
+
+/// Reloads the policy and the TLS certificates on SIGHUP.
+pub fn on_sighup(
+    reloader: Option<Arc<Reloader>>,
+    tls: Option<Arc<crate::tls::Tls>>,
+) -> anyhow::Result<()> {
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
-            let _ = reloader.reload("SIGHUP").await;
+            if let Some(tls) = &tls {
+                let _ = reload_tls(tls, "SIGHUP");
+            }
+            if let Some(r) = &reloader {
+                let _ = r.reload("SIGHUP").await;
+            }
         }
     });
     Ok(())

@@ -6,8 +6,13 @@
 //! Every worker binds its own SO_REUSEPORT socket per UDP listener and reads
 //! it directly: a datagram costs no task hand-off when the kernel delivered
 //! it to its owner (always, with one worker). Datagrams for another worker's
-//! Call-ID, and messages from TCP connections, arrive through a channel.
+//! Call-ID, and messages from connections, arrive through a channel.
+//!
+//! DNS (RFC 3263) for next hops named by host runs on the main runtime: the
+//! worker hands each query its proxy asks for to the shared [`Resolver`]
+//! and gets the answer back through a channel of its own.
 
+use crate::dns::Resolver;
 use crate::transport::{Connections, Outbound};
 use std::future::poll_fn;
 use std::net::SocketAddr;
@@ -17,6 +22,7 @@ use std::task::Poll;
 use std::time::Instant;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
+use viaduct_proxy::dns::{DnsAnswer, DnsQuery};
 use viaduct_proxy::{Incoming, Proxy, Transport};
 
 /// Messages queued per worker before new ones are dropped (and counted).
@@ -101,9 +107,39 @@ pub struct Worker {
     pub dispatcher: Arc<Dispatcher>,
     pub connections: Arc<Connections>,
     pub status: Arc<WorkerStatus>,
-    pub max_message: usize,
     /// This worker's flood guard, for the datagrams its sockets read.
     pub flood: crate::flood::FloodGuard,
+    pub dns: Dns,
+}
+
+/// Where a worker's DNS lookups run.
+pub struct Dns {
+    pub resolver: Arc<Resolver>,
+    /// The main runtime (the resolver's sockets live there, not on a worker's thread).
+    pub runtime: tokio::runtime::Handle,
+}
+
+impl Dns {
+    /// Resolves `query` on the main runtime and sends the answer to `back`.
+    /// The host names of TLS next hops are remembered for SNI and
+    /// certificate checks (RFC 5922 §4: the name the URI gave, not the SRV target).
+    fn ask(
+        &self,
+        query: DnsQuery,
+        back: mpsc::UnboundedSender<(DnsQuery, DnsAnswer)>,
+        connections: Arc<Connections>,
+    ) {
+        let resolver = self.resolver.clone();
+        self.runtime.spawn(async move {
+            let answer = resolver.resolve(&query).await;
+            if let Ok(list) = &answer {
+                for d in list.iter().filter(|d| d.transport.is_secure()) {
+                    connections.remember_name(d.addr, &query.host);
+                }
+            }
+            let _ = back.send((query, answer));
+        });
+    }
 }
 
 /// Runs a worker on the current (single-threaded) runtime until its channel closes.
@@ -116,20 +152,16 @@ pub async fn run(w: Worker) -> anyhow::Result<()> {
         dispatcher,
         connections,
         status,
-        max_message,
         mut flood,
+        dns,
     } = w;
+    let (dns_tx, mut dns_rx) = mpsc::unbounded_channel::<(DnsQuery, DnsAnswer)>();
     let mut sockets: Vec<(SocketAddr, Arc<UdpSocket>)> = Vec::new();
     for s in udp {
         let s = UdpSocket::from_std(s)?;
         sockets.push((s.local_addr()?, Arc::new(s)));
     }
-    let out = Outbound::new(
-        sockets.clone(),
-        connections,
-        dispatcher.clone(),
-        max_message,
-    );
+    let out = Outbound::new(sockets.clone(), connections.clone(), dispatcher.clone());
     let shards = status.pending.len();
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut draining = false;
@@ -181,7 +213,14 @@ pub async fn run(w: Worker) -> anyhow::Result<()> {
             progressed = true;
             proxy.handle_incoming(Instant::now(), incoming);
         }
+        while let Ok((query, answer)) = dns_rx.try_recv() {
+            progressed = true;
+            proxy.handle_resolved(Instant::now(), &query, answer);
+        }
         proxy.handle_timeout(Instant::now());
+        while let Some(query) = proxy.poll_dns() {
+            dns.ask(query, dns_tx.clone(), connections.clone());
+        }
         while let Some(t) = proxy.poll_transmit() {
             out.send(t).await;
         }
@@ -205,6 +244,7 @@ pub async fn run(w: Worker) -> anyhow::Result<()> {
                 Some(incoming) => proxy.handle_incoming(Instant::now(), incoming),
                 None => return Ok(()),
             },
+            Some((query, answer)) = dns_rx.recv() => proxy.handle_resolved(Instant::now(), &query, answer),
             _ = &mut sleep, if deadline.is_some() => {}
             // Idle workers look at the drain flag now and then.
             _ = tokio::time::sleep(std::time::Duration::from_millis(250)), if !draining && deadline.is_none() => {}

@@ -1,0 +1,157 @@
+//! SIP over WebSocket (RFC 7118), server side: the `sip` subprotocol is
+//! required (§4.1: a handshake without it gets 400), every WebSocket
+//! message carries exactly one SIP message (§5.1; no Content-Length needed),
+//! text or binary. The proxy writes text frames when the message is UTF-8,
+//! binary otherwise (§5.1 allows both).
+//!
+//! Keep-alive: the proxy pings an idle connection every half idle timeout;
+//! a browser's automatic pong counts as traffic, so only a dead peer reaches
+//! the idle timeout. A text message of CRLFs is answered like a stream
+//! keep-alive (RFC 5626 §3.5.1).
+
+use super::{Admission, Connections, CONNECTION_QUEUE};
+use crate::worker::Dispatcher;
+use bytes::Bytes;
+use futures_util::{SinkExt as _, StreamExt as _};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+use viaduct_proxy::{Incoming, Transport};
+
+/// RFC 7118 §4.1: the subprotocol a SIP WebSocket client must offer.
+const SUBPROTOCOL: &str = "sip";
+
+/// Does the handshake (the `sip` subprotocol or 400), then runs the connection until it closes.
+pub(super) async fn serve<S>(
+    stream: S,
+    peer: SocketAddr,
+    transport: Transport,
+    connections: &Arc<Connections>,
+    dispatcher: Arc<Dispatcher>,
+    admission: Admission,
+) -> anyhow::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let limits = connections.limits;
+    let mut config = WebSocketConfig::default();
+    config.max_message_size = Some(limits.max_message);
+    config.max_frame_size = Some(limits.max_message);
+    let handshake = tokio_tungstenite::accept_hdr_async_with_config(
+        stream,
+        |req: &Request, mut resp: Response| {
+            if !offers_sip(req) {
+                let mut refusal = ErrorResponse::new(Some(
+                    "RFC 7118: the 'sip' WebSocket subprotocol is required".into(),
+                ));
+                *refusal.status_mut() = StatusCode::BAD_REQUEST;
+                return Err(refusal);
+            }
+            resp.headers_mut().insert(
+                "Sec-WebSocket-Protocol",
+                HeaderValue::from_static(SUBPROTOCOL),
+            );
+            Ok(resp)
+        },
+        Some(config),
+    );
+    let ws = tokio::time::timeout(limits.handshake_timeout, handshake)
+        .await
+        .map_err(|_| anyhow::anyhow!("timed out"))??;
+
+    let (tx, mut rx) = mpsc::channel::<Bytes>(CONNECTION_QUEUE);
+    let id = connections.register(peer, transport, tx.clone(), Some(admission));
+    let (mut sink, mut source) = ws.split();
+    let ping_every = limits.idle_timeout / 2;
+    let writer = tokio::spawn(async move {
+        let mut ping =
+            tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
+        loop {
+            let frame = tokio::select! {
+                data = rx.recv() => match data {
+                    Some(data) => frame(data),
+                    None => break,
+                },
+                _ = ping.tick() => Message::Ping(Bytes::new()),
+            };
+            if let Err(e) = sink.send(frame).await {
+                tracing::debug!(%peer, error = %e, "websocket write failed");
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    loop {
+        let next = tokio::time::timeout(limits.idle_timeout, source.next()).await;
+        let msg = match next {
+            Err(_) => {
+                connections
+                    .counters
+                    .idle_closed
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%peer, "closing idle websocket");
+                break;
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                // Oversized or malformed frames end this connection only.
+                connections
+                    .counters
+                    .framing_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::info!(%peer, transport = transport.via_token(), error = %e, "closing websocket");
+                break;
+            }
+            Ok(Some(Ok(msg))) => msg,
+        };
+        let data: Bytes = match msg {
+            Message::Text(t) => Bytes::from(t),
+            Message::Binary(b) => b,
+            Message::Close(_) => break,
+            // Pongs are answered by tungstenite; both count as traffic for the idle timeout.
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
+        };
+        if !data.is_empty() && data.iter().all(|&b| b == b'\r' || b == b'\n') {
+            if data.windows(4).any(|w| w == b"\r\n\r\n") {
+                let _ = tx.try_send(Bytes::from_static(b"\r\n"));
+            }
+            continue;
+        }
+        if connections.admit(peer, &data) {
+            dispatcher.dispatch(Incoming {
+                data,
+                source: peer,
+                transport,
+                flow: Some(id),
+            });
+        }
+    }
+    connections.unregister(id);
+    // The writer ends (closing the WebSocket) once the last queue handle is gone.
+    drop(tx);
+    drop(writer);
+    Ok(())
+}
+
+fn offers_sip(req: &Request) -> bool {
+    req.headers()
+        .get_all("Sec-WebSocket-Protocol")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim().eq_ignore_ascii_case(SUBPROTOCOL))
+}
+
+/// A text frame for a UTF-8 message, a binary frame otherwise (RFC 7118 §5.1).
+fn frame(data: Bytes) -> Message {
+    match tokio_tungstenite::tungstenite::Utf8Bytes::try_from(data.clone()) {
+        Ok(text) => Message::Text(text),
+        Err(_) => Message::Binary(data),
+    }
+}
