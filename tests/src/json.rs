@@ -38,6 +38,14 @@ impl Json {
         }
     }
 
+    /// The value of `key` in an object, when it is a non-negative integer.
+    pub fn u64(&self, key: &str) -> Option<u64> {
+        match self.get(key) {
+            Some(Json::Num(n)) => n.parse().ok(),
+            _ => None,
+        }
+    }
+
     /// The string value of `key` in an object.
     pub fn str(&self, key: &str) -> Option<&str> {
         match self.get(key) {

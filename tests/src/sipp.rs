@@ -98,6 +98,13 @@ impl Sipp {
         self
     }
 
+    /// Use a scenario file anywhere (`-sf`), e.g. one shipped with a peer in `tests/peers/`.
+    pub fn scenario_file(mut self, path: &std::path::Path) -> Sipp {
+        assert!(path.is_file(), "no scenario {}", path.display());
+        self.scenario = Scenario::File(path.to_path_buf());
+        self
+    }
+
     /// Local address (`-i`); 127.0.0.1 by default, `::1` for IPv6 runs.
     pub fn local_ip(mut self, ip: IpAddr) -> Sipp {
         self.local_ip = ip;
