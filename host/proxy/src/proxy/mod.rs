@@ -359,6 +359,36 @@ impl Proxy {
         }
     }
 
+    /// The runtime could not send `data` (a message this proxy yielded): no
+    /// connection could be opened or the one named is gone. A request's
+    /// client transaction gets a transport error (RFC 3261 §17.1.1.2,
+    /// §17.1.2.2), which the proxy core treats as a 503 from that branch
+    /// (§16.9): failover goes on at once instead of waiting for Timer B/F.
+    /// Anything else (a response, an ACK) is dropped here as on the wire.
+    pub fn handle_send_failure(&mut self, now: Instant, data: &[u8]) {
+        let Ok(msg) = viaduct_sip::Message::parse(data, viaduct_sip::Framing::Datagram) else {
+            return;
+        };
+        if !msg.is_request() {
+            return;
+        }
+        let Some(branch) = msg.top_via().and_then(|v| v.branch()) else {
+            return;
+        };
+        let is_cancel = msg.method() == Some(viaduct_sip::Method::Cancel);
+        let key = (Bytes::copy_from_slice(branch), is_cancel);
+        let Some(&id) = self.client_index.get(&key) else {
+            return;
+        };
+        if let Some(entry) = self.clients.get_mut(&id) {
+            match &mut entry.tx {
+                ClientTx::Invite(tx) => tx.handle_transport_error(now),
+                ClientTx::NonInvite(tx) => tx.handle_transport_error(now),
+            }
+        }
+        self.drain_client(now, id);
+    }
+
     /// Fires every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.dialogs.sweep(now);

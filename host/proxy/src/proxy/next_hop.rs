@@ -18,6 +18,19 @@ pub(crate) enum NextHopError {
     Transport,
 }
 
+impl std::fmt::Display for NextHopError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NextHopError::Scheme => "not a sip: or sips: URI",
+            NextHopError::Unresolved => "its host does not resolve",
+            NextHopError::Transport => {
+                "no listener for its transport (a tls/ws/wss next hop needs a listener \
+                 of that transport to write in Via and Record-Route; sips: needs TLS)"
+            }
+        })
+    }
+}
+
 /// Where a URI points.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Resolved {

@@ -562,7 +562,7 @@ impl Proxy {
             match started {
                 Ok(()) => return,
                 Err(e) => {
-                    tracing::warn!(target = %target.uri, error = ?e, "target unusable");
+                    tracing::warn!(target = %target.uri, "target unusable: {e}");
                     if let Some(ctx) = self.servers.get_mut(&server).and_then(|e| e.ctx.as_mut()) {
                         ctx.record(Best::Local(503));
                     }

@@ -1144,3 +1144,25 @@ fn unresolvable_host_gets_an_answer_not_silence() {
     let out = h.feed(UAC, invite("z9hG4bKn2").bytes());
     assert_eq!(sigs(&out), [sig("100", UAC), sig("500", UAC)]);
 }
+
+#[test]
+fn a_send_failure_fails_over_at_once() {
+    let router = StaticRouter::new(vec![
+        Target::new(format!("sip:{SILENT};transport=tcp")),
+        Target::new(format!("sip:{UAS}")),
+    ]);
+    let mut h = Harness::new(router);
+    let out = h.feed(UAC, invite("z9hG4bKsf1").bytes());
+    assert_eq!(sigs(&out), [sig("100", UAC), sig("INVITE", SILENT)]);
+    assert_eq!(out[1].transport, Transport::Tcp);
+    // The runtime could not connect: the next target now, not after Timer B.
+    h.proxy.handle_send_failure(h.now, &out[1].data);
+    let out = h.drain();
+    assert_eq!(sigs(&out), [sig("INVITE", UAS)]);
+    passes_up(&mut h, reply(&out[0], 200, Some("b1"), &[]));
+    // A failure report for something that is not a pending request changes nothing.
+    h.proxy
+        .handle_send_failure(h.now, b"SIP/2.0 200 OK\r\n\r\n");
+    h.proxy.handle_send_failure(h.now, b"garbage");
+    assert!(h.drain().is_empty());
+}
