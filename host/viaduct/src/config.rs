@@ -284,7 +284,7 @@ pub struct Server {
     pub max_connections: usize,
     /// Inbound connections from one IP address at most.
     pub max_connections_per_ip: usize,
-    /// A connection without traffic for this long is closed (keep-alives count).
+    /// A connection that receives nothing for this long is closed (keep-alives count).
     pub idle_timeout_s: u64,
     /// How long a TLS or WebSocket handshake may take.
     pub handshake_timeout_ms: u64,
@@ -534,7 +534,14 @@ impl Config {
             max_per_ip: s.max_connections_per_ip,
             idle_timeout: Duration::from_secs(s.idle_timeout_s),
             handshake_timeout: Duration::from_millis(s.handshake_timeout_ms),
-            max_message: s.max_message_size,
+            // A message over the flood guard's limit would be dropped after
+            // framing, leaving its sender waiting: on a connection it closes
+            // the connection instead, whichever limit is lower.
+            max_message: if self.limits.enabled {
+                s.max_message_size.min(self.limits.max_message_bytes)
+            } else {
+                s.max_message_size
+            },
         }
     }
 

@@ -326,15 +326,17 @@ async fn serve(config: Config, workers: usize) -> Result<()> {
         }
         None => None,
     };
-    let ops = Arc::new(ops::Ops::new(
-        status.clone(),
-        dispatcher.clone(),
-        reloader.clone(),
-        tls.clone(),
-        flood_counters.clone(),
-        target_states,
-        listener_names,
-    ));
+    let ops = Arc::new(
+        ops::Ops::new(
+            status.clone(),
+            dispatcher.clone(),
+            reloader.clone(),
+            flood_counters.clone(),
+            target_states,
+            listener_names,
+        )
+        .with_transports(tls.clone(), connections.clone()),
+    );
     if !config.admin.listen.is_empty() {
         let addr = config.admin.listen.parse()?;
         let state = admin::AdminState {

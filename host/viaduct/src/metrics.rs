@@ -306,6 +306,35 @@ impl Collector for ProxyCollector {
             "New requests answered 503 while draining",
             s.drain_rejected,
         )?;
+        if let Some(c) = &ops.connections {
+            use std::sync::atomic::Ordering::Relaxed;
+            gauge(
+                &mut e,
+                "viaduct_connections",
+                "Open connections (TCP, TLS, WS, WSS; inbound and outbound)",
+                c.open() as i64,
+            )?;
+            counter(
+                &mut e,
+                "viaduct_connections_opened",
+                "Connections accepted or opened",
+                c.counters.opened.load(Relaxed),
+            )?;
+            let k = &c.counters;
+            counters(
+                &mut e,
+                "viaduct_connections_failed",
+                "Connections refused or closed by the proxy: refused (over max_connections or max_connections_per_ip), handshake (TLS or WebSocket), framing (bad or oversized message), idle",
+                "reason",
+                [
+                    ("refused", k.refused.load(Relaxed)),
+                    ("handshake", k.handshake_failed.load(Relaxed)),
+                    ("framing", k.framing_errors.load(Relaxed)),
+                    ("idle", k.idle_closed.load(Relaxed)),
+                ]
+                .into_iter(),
+            )?;
+        }
         counter(
             &mut e,
             "viaduct_branch_timeouts",

@@ -79,6 +79,8 @@ pub struct Ops {
     pub reloader: Option<Arc<Reloader>>,
     /// The TLS certificates, when a listener or next hop uses TLS.
     pub tls: Option<Arc<crate::tls::Tls>>,
+    /// Open connections and why others were refused or closed.
+    pub connections: Option<Arc<crate::transport::Connections>>,
     /// The flood guards' drop counters (shared by every worker's guard).
     pub flood: Arc<FloodCounters>,
     /// The next hops' states, shared with every worker's proxy core.
@@ -121,7 +123,6 @@ impl Ops {
         status: Arc<WorkerStatus>,
         dispatcher: Arc<Dispatcher>,
         reloader: Option<Arc<Reloader>>,
-        tls: Option<Arc<crate::tls::Tls>>,
         flood: Arc<FloodCounters>,
         targets: Arc<TargetStates>,
         listeners: Vec<String>,
@@ -131,7 +132,8 @@ impl Ops {
             status,
             dispatcher,
             reloader,
-            tls,
+            tls: None,
+            connections: None,
             flood,
             targets,
             listeners,
@@ -139,6 +141,17 @@ impl Ops {
             started_wall: SystemTime::now(),
             overflow: Mutex::new((0, None)),
         }
+    }
+
+    /// Adds the TLS material (for `POST /reload`) and the connections (for `/metrics`).
+    pub fn with_transports(
+        mut self,
+        tls: Option<Arc<crate::tls::Tls>>,
+        connections: Arc<crate::transport::Connections>,
+    ) -> Self {
+        self.tls = tls;
+        self.connections = Some(connections);
+        self
     }
 
     /// Stops taking new dialogs; workers see it within their next turn (idle ones within 250 ms).
@@ -205,7 +218,6 @@ impl Ops {
         Arc::new(Ops::new(
             status,
             dispatcher,
-            None,
             None,
             Arc::default(),
             Arc::default(),

@@ -44,16 +44,10 @@ pub fn reload_tls(tls: &crate::tls::Tls, trigger: &str) -> anyhow::Result<()> {
     if tls.watched_files().is_empty() {
         return Ok(()); // a generated certificate: nothing to read again
     }
-    match tls.reload() {
-        Ok(()) => {
-            tracing::info!(trigger, fingerprint = %tls.fingerprint(), "TLS certificate reloaded");
-            Ok(())
-        }
-        Err(e) => {
-            tracing::error!(trigger, error = %format!("{e:#}"), "TLS certificate refused; the previous one keeps serving");
-            Err(e)
-        }
-    }
+    // tls.rs logs the new fingerprint; a refusal is logged here as the watcher logs it.
+    tls.reload().inspect_err(|e| {
+        tracing::warn!(trigger, error = %format!("{e:#}"), "TLS: reload refused, old certificate kept");
+    })
 }
 
 /// Reloads the policy and the TLS certificates on SIGHUP.

@@ -32,9 +32,19 @@ const BATCH: usize = 64;
 /// Largest UDP datagram.
 const MAX_DATAGRAM: usize = 65535;
 
+/// What reaches a worker through its channel.
+#[derive(Debug)]
+pub enum ToWorker {
+    /// A received message (from a connection, or another worker's socket).
+    Message(Incoming),
+    /// A message the worker's proxy yielded that could not be sent (no
+    /// connection could be opened): its transaction fails over at once.
+    SendFailed(bytes::Bytes),
+}
+
 /// Hands messages to the worker owning their Call-ID.
 pub struct Dispatcher {
-    workers: Vec<mpsc::Sender<Incoming>>,
+    workers: Vec<mpsc::Sender<ToWorker>>,
     /// Messages dropped because a worker queue was full.
     pub overflow: AtomicU64,
 }
@@ -42,7 +52,10 @@ pub struct Dispatcher {
 impl Dispatcher {
     /// Sends a message to worker `shard`; drops it (counted, logged now and then) when the queue is full.
     pub fn send(&self, shard: usize, incoming: Incoming) {
-        if self.workers[shard].try_send(incoming).is_err() {
+        if self.workers[shard]
+            .try_send(ToWorker::Message(incoming))
+            .is_err()
+        {
             let n = self.overflow.fetch_add(1, Ordering::Relaxed);
             if n.is_power_of_two() {
                 tracing::warn!(dropped = n + 1, "worker queue full: messages dropped");
@@ -52,7 +65,7 @@ impl Dispatcher {
 
     /// Messages waiting in the fullest worker queue (for readiness and metrics).
     pub fn longest_queue(&self) -> usize {
-        let len = |w: &mpsc::Sender<Incoming>| w.max_capacity() - w.capacity();
+        let len = |w: &mpsc::Sender<ToWorker>| w.max_capacity() - w.capacity();
         self.workers.iter().map(len).max().unwrap_or(0)
     }
 
@@ -60,6 +73,14 @@ impl Dispatcher {
     pub fn dispatch(&self, incoming: Incoming) {
         let shard = shard_of(&incoming.data, self.workers.len());
         self.send(shard, incoming);
+    }
+
+    /// Tells the worker that made `data` (the one owning its Call-ID) that
+    /// it could not be sent. Dropped when that worker's queue is full: its
+    /// transaction then times out as it would have without the report.
+    pub fn send_failed(&self, data: bytes::Bytes) {
+        let shard = shard_of(&data, self.workers.len());
+        let _ = self.workers[shard].try_send(ToWorker::SendFailed(data));
     }
 }
 
@@ -86,7 +107,7 @@ impl WorkerStatus {
 }
 
 /// Creates the dispatcher and the receiving ends for `n` workers.
-pub fn channels(n: usize) -> (Arc<Dispatcher>, Vec<mpsc::Receiver<Incoming>>) {
+pub fn channels(n: usize) -> (Arc<Dispatcher>, Vec<mpsc::Receiver<ToWorker>>) {
     let (senders, receivers) = (0..n).map(|_| mpsc::channel(WORKER_QUEUE)).unzip();
     (
         Arc::new(Dispatcher {
@@ -103,7 +124,7 @@ pub struct Worker {
     pub proxy: Proxy,
     /// This worker's own sockets, one per UDP listener (std sockets, wrapped in `run`).
     pub udp: Vec<std::net::UdpSocket>,
-    pub rx: mpsc::Receiver<Incoming>,
+    pub rx: mpsc::Receiver<ToWorker>,
     pub dispatcher: Arc<Dispatcher>,
     pub connections: Arc<Connections>,
     pub status: Arc<WorkerStatus>,
@@ -209,9 +230,9 @@ pub async fn run(w: Worker) -> anyhow::Result<()> {
                 }
             }
         }
-        while let Ok(incoming) = rx.try_recv() {
+        while let Ok(msg) = rx.try_recv() {
             progressed = true;
-            proxy.handle_incoming(Instant::now(), incoming);
+            handle(&mut proxy, msg);
         }
         while let Ok((query, answer)) = dns_rx.try_recv() {
             progressed = true;
@@ -241,7 +262,7 @@ pub async fn run(w: Worker) -> anyhow::Result<()> {
         tokio::select! {
             _ = readable(&sockets) => {}
             msg = rx.recv() => match msg {
-                Some(incoming) => proxy.handle_incoming(Instant::now(), incoming),
+                Some(msg) => handle(&mut proxy, msg),
                 None => return Ok(()),
             },
             Some((query, answer)) = dns_rx.recv() => proxy.handle_resolved(Instant::now(), &query, answer),
@@ -249,6 +270,13 @@ pub async fn run(w: Worker) -> anyhow::Result<()> {
             // Idle workers look at the drain flag now and then.
             _ = tokio::time::sleep(std::time::Duration::from_millis(250)), if !draining && deadline.is_none() => {}
         }
+    }
+}
+
+fn handle(proxy: &mut Proxy, msg: ToWorker) {
+    match msg {
+        ToWorker::Message(incoming) => proxy.handle_incoming(Instant::now(), incoming),
+        ToWorker::SendFailed(data) => proxy.handle_send_failure(Instant::now(), &data),
     }
 }
 

@@ -227,7 +227,25 @@ impl Connections {
         }
     }
 
-    /// Registers a connection; an inbound one keeps its admission slot until [`Connections::unregister`].
+    /// Registers a connection and makes its queue; an inbound one keeps its
+    /// admission slot until [`Connections::unregister`].
+    fn new_flow(
+        &self,
+        peer: SocketAddr,
+        transport: Transport,
+        admission: Option<Admission>,
+    ) -> Flow {
+        let (tx, rx) = mpsc::channel::<Bytes>(CONNECTION_QUEUE);
+        let id = self.register(peer, transport, tx.clone(), admission);
+        Flow {
+            id,
+            peer,
+            transport,
+            tx,
+            rx,
+        }
+    }
+
     fn register(
         &self,
         peer: SocketAddr,
@@ -301,6 +319,20 @@ impl Connections {
     }
 }
 
+/// A registered connection: its id (the core's `FlowId`), where it goes,
+/// and its send queue (both ends: the writer takes `rx`, keep-alive answers use `tx`).
+struct Flow {
+    id: FlowId,
+    peer: SocketAddr,
+    transport: Transport,
+    tx: mpsc::Sender<Bytes>,
+    rx: mpsc::Receiver<Bytes>,
+}
+
+/// A byte stream a connection runs on: TCP, or TLS over it.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Io for T {}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while holding these maps cannot leave them inconsistent; keep going.
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -328,23 +360,31 @@ impl Outbound {
         }
     }
 
-    /// Sends one message; failures are logged (the transaction layer retransmits or times out).
+    /// Sends one message. A stream message with no connection to go on
+    /// opens one in the background (later messages to that address queue
+    /// behind its handshake); when that fails, the messages are reported to
+    /// their worker ([`Dispatcher::send_failed`]), whose transaction fails
+    /// over at once. The worker never waits for a connect.
     pub async fn send(&self, t: Transmit) {
         if t.transport == Transport::Udp {
             return self.send_udp(t).await;
         }
-        let tx = match self.connections.sender(t.flow, t.destination, t.transport) {
+        let c = &self.connections;
+        let tx = match c.sender(t.flow, t.destination, t.transport) {
             Some(tx) => tx,
-            None => match self.connect(t.destination, t.transport).await {
-                Ok(tx) => tx,
-                Err(e) => {
-                    tracing::info!(to = %t.destination, transport = t.transport.via_token(), error = %format!("{e:#}"), "no connection to the next hop; message dropped");
-                    return;
-                }
-            },
+            None if matches!(t.transport, Transport::Ws | Transport::Wss) => {
+                tracing::info!(to = %t.destination, transport = t.transport.via_token(), "the WebSocket peer's connection is gone (it must connect to us); message not sent");
+                return self.dispatcher.send_failed(t.data);
+            }
+            None if c.open() >= c.limits.max_connections => {
+                tracing::warn!(to = %t.destination, "over [server] max_connections: no new connection; message not sent");
+                return self.dispatcher.send_failed(t.data);
+            }
+            None => c.connect(t.destination, t.transport, self.dispatcher.clone()),
         };
-        if tx.try_send(t.data).is_err() {
-            tracing::warn!(to = %t.destination, "connection queue full or closed; message dropped");
+        if let Err(e) = tx.try_send(t.data) {
+            tracing::warn!(to = %t.destination, "connection queue full or closed; message not sent");
+            self.dispatcher.send_failed(e.into_inner());
         }
     }
 
@@ -369,46 +409,58 @@ impl Outbound {
             tracing::debug!(to = %t.destination, error = %e, "udp send failed");
         }
     }
+}
 
-    async fn connect(&self, peer: SocketAddr, transport: Transport) -> Result<mpsc::Sender<Bytes>> {
-        let c = &self.connections;
-        if matches!(transport, Transport::Ws | Transport::Wss) {
-            anyhow::bail!("a WebSocket peer must connect to us, and its connection is gone");
-        }
-        if c.open() >= c.limits.max_connections {
-            anyhow::bail!("over [server] max_connections");
-        }
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(peer))
+impl Connections {
+    /// Registers an outbound connection to `peer` now and opens it in the
+    /// background (TCP connect, then the TLS handshake for TLS); returns its
+    /// queue. On failure every queued message goes back to its worker.
+    fn connect(
+        self: &Arc<Self>,
+        peer: SocketAddr,
+        transport: Transport,
+        dispatcher: Arc<Dispatcher>,
+    ) -> mpsc::Sender<Bytes> {
+        let mut flow = self.new_flow(peer, transport, None);
+        let tx = flow.tx.clone();
+        let connections = self.clone();
+        tokio::spawn(async move {
+            match connections.open_stream(peer, transport).await {
+                Ok(stream) => stream::run(stream, flow, connections, dispatcher),
+                Err(e) => {
+                    connections.unregister(flow.id);
+                    let rx = &mut flow.rx;
+                    rx.close();
+                    let mut failed = 0;
+                    while let Ok(data) = rx.try_recv() {
+                        failed += 1;
+                        dispatcher.send_failed(data);
+                    }
+                    tracing::info!(to = %peer, transport = transport.via_token(), error = %format!("{e:#}"), failed, "no connection to the next hop; its requests fail over");
+                }
+            }
+        });
+        tx
+    }
+
+    async fn open_stream(&self, peer: SocketAddr, transport: Transport) -> Result<Box<dyn Io>> {
+        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(peer))
             .await
             .context("connect timed out")??;
-        let _ = stream.set_nodelay(true);
+        let _ = tcp.set_nodelay(true);
         if transport == Transport::Tcp {
-            return Ok(stream::spawn(
-                stream,
-                peer,
-                transport,
-                c.clone(),
-                self.dispatcher.clone(),
-                None,
-            ));
+            return Ok(Box::new(tcp));
         }
-        let tls = c
+        let tls = self
             .tls
             .as_ref()
-            .context("TLS next hop but no TLS configured")?;
-        let host = c.name_of(peer).unwrap_or_else(|| peer.ip().to_string());
+            .context("a TLS next hop, but TLS is not configured")?;
+        let host = self.name_of(peer).unwrap_or_else(|| peer.ip().to_string());
         let name = Tls::server_name(&host)?;
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, tls.connector().connect(name, stream))
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, tls.connector().connect(name, tcp))
             .await
             .context("TLS handshake timed out")?
             .with_context(|| format!("TLS handshake with {host}"))?;
-        Ok(stream::spawn(
-            stream,
-            peer,
-            transport,
-            c.clone(),
-            self.dispatcher.clone(),
-            None,
-        ))
+        Ok(Box::new(stream))
     }
 }

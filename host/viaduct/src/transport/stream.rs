@@ -1,7 +1,7 @@
 //! Stream connections: accepting TCP, TLS, WS and WSS, and running a
 //! TCP or TLS connection (Content-Length framing, RFC 3261 §18.3).
 
-use super::{Admission, Connections, CONNECTION_QUEUE};
+use super::{Admission, Connections, Flow};
 use crate::worker::Dispatcher;
 use bytes::{Bytes, BytesMut};
 use std::net::SocketAddr;
@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
 use viaduct_proxy::{Incoming, Transport};
 
 /// Accepts connections on a listener of `transport` and runs each.
@@ -65,7 +64,7 @@ async fn run_accepted(
                 transport,
                 connections.clone(),
                 dispatcher,
-                Some(admission),
+                admission,
             );
         }
         Transport::Tls | Transport::Wss => {
@@ -85,7 +84,7 @@ async fn run_accepted(
                     transport,
                     connections.clone(),
                     dispatcher,
-                    Some(admission),
+                    admission,
                 );
             } else if let Err(e) = super::ws::serve(
                 tls_stream,
@@ -111,21 +110,38 @@ async fn run_accepted(
     }
 }
 
-/// Runs one TCP or TLS connection: a reader that frames messages for the
-/// workers and answers keep-alives, a writer fed by a queue. Returns the queue.
-pub(super) fn spawn<S>(
+/// Registers an accepted TCP or TLS connection and runs it.
+fn spawn<S>(
     stream: S,
     peer: SocketAddr,
     transport: Transport,
     connections: Arc<Connections>,
     dispatcher: Arc<Dispatcher>,
-    admission: Option<Admission>,
-) -> mpsc::Sender<Bytes>
-where
+    admission: Admission,
+) where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
-    let (tx, mut rx) = mpsc::channel::<Bytes>(CONNECTION_QUEUE);
-    let id = connections.register(peer, transport, tx.clone(), admission);
+    let flow = connections.new_flow(peer, transport, Some(admission));
+    run(stream, flow, connections, dispatcher);
+}
+
+/// Runs one TCP or TLS connection: a reader that frames messages for the
+/// workers and answers keep-alives, a writer fed by the flow's queue.
+pub(super) fn run<S>(
+    stream: S,
+    flow: Flow,
+    connections: Arc<Connections>,
+    dispatcher: Arc<Dispatcher>,
+) where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let Flow {
+        id,
+        peer,
+        transport,
+        tx: pong,
+        mut rx,
+    } = flow;
     let (mut read, mut write) = tokio::io::split(stream);
     let (closed_tx, mut closed_rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
@@ -144,7 +160,6 @@ where
         }
         let _ = write.shutdown().await;
     });
-    let pong = tx.clone();
     tokio::spawn(async move {
         let limits = connections.limits;
         let mut buf = BytesMut::with_capacity(8192);
@@ -196,7 +211,6 @@ where
         connections.unregister(id);
         let _ = closed_tx.send(());
     });
-    tx
 }
 
 /// Takes keep-alives off the front of a stream buffer (RFC 5626 §3.5.1) and

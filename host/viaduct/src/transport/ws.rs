@@ -9,7 +9,7 @@
 //! the idle timeout. A text message of CRLFs is answered like a stream
 //! keep-alive (RFC 5626 §3.5.1).
 
-use super::{Admission, Connections, CONNECTION_QUEUE};
+use super::{Admission, Connections, Flow};
 use crate::worker::Dispatcher;
 use bytes::Bytes;
 use futures_util::{SinkExt as _, StreamExt as _};
@@ -17,7 +17,6 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -65,8 +64,7 @@ where
         .await
         .map_err(|_| anyhow::anyhow!("timed out"))??;
 
-    let (tx, mut rx) = mpsc::channel::<Bytes>(CONNECTION_QUEUE);
-    let id = connections.register(peer, transport, tx.clone(), Some(admission));
+    let Flow { id, tx, mut rx, .. } = connections.new_flow(peer, transport, Some(admission));
     let (mut sink, mut source) = ws.split();
     let ping_every = limits.idle_timeout / 2;
     let writer = tokio::spawn(async move {
