@@ -1,9 +1,13 @@
 //! Policy hot reload: the file watcher (notify, debounced), SIGHUP and the
 //! admin endpoint all end in [`Reloader::reload`], which compiles and
-//! validates off the network threads and swaps atomically.
+//! validates off the network threads and swaps atomically. The TLS
+//! certificates reload the same three ways ([`reload_tls`], and
+//! [`watch_files`], the debounced watcher both share).
 
+use anyhow::Context as _;
 use notify::{RecursiveMode, Watcher};
-use std::path::Path;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use viaduct_policy::{PolicyHost, Version};
@@ -69,29 +73,60 @@ pub fn on_sighup(
     Ok(())
 }
 
-/// Reloads when the policy file changes. Watches the directory, not the
-/// file, so a file replaced by rename (what `cp` to a temp + `mv` and most
-/// editors do) is still seen.
+/// Reloads when the policy file changes.
 pub fn watch(reloader: Arc<Reloader>, file: &Path) -> anyhow::Result<notify::RecommendedWatcher> {
-    let file = std::path::absolute(file)?;
-    let dir = file
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| ".".into());
-    let name = file.file_name().map(|n| n.to_owned());
+    let (watcher, mut changes) = watch_files(&[file.to_path_buf()])?;
+    tokio::spawn(async move {
+        while changes.recv().await.is_some() {
+            let _ = reloader.reload("file change").await;
+        }
+    });
+    Ok(watcher)
+}
+
+/// One event per burst of changes to any of `files`, once they have been
+/// quiet for [`DEBOUNCE`]. Watches the directories, not the files, so a
+/// file replaced by rename (what `cp` to a temp + `mv`, most editors and
+/// certbot do) and a Kubernetes secret volume (which flips a `..data`
+/// symlink) are seen. Call inside the tokio runtime; dropping the watcher
+/// stops it.
+pub fn watch_files(
+    files: &[PathBuf],
+) -> anyhow::Result<(notify::RecommendedWatcher, tokio::sync::mpsc::Receiver<()>)> {
+    let files = files
+        .iter()
+        .map(std::path::absolute)
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let names: BTreeSet<_> = files
+        .iter()
+        .filter_map(|f| f.file_name())
+        .map(|n| n.to_owned())
+        .collect();
+    let dirs: BTreeSet<_> = files
+        .iter()
+        .map(|f| f.parent().map_or_else(|| ".".into(), Path::to_path_buf))
+        .collect();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(16);
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event {
-            let ours = event.paths.iter().any(|p| p.file_name() == name.as_deref());
+            let ours = event
+                .paths
+                .iter()
+                .filter_map(|p| p.file_name())
+                .any(|n| names.contains(n) || n.to_string_lossy().starts_with("..data"));
             if ours && !event.kind.is_access() {
                 let _ = tx.try_send(());
             }
         }
     })?;
-    watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+    for dir in &dirs {
+        watcher
+            .watch(dir, RecursiveMode::NonRecursive)
+            .with_context(|| format!("watching {}", dir.display()))?;
+    }
+    let (out, changes) = tokio::sync::mpsc::channel::<()>(1);
     tokio::spawn(async move {
         while rx.recv().await.is_some() {
-            // Debounce: wait until the file has been quiet for a moment.
             loop {
                 match tokio::time::timeout(DEBOUNCE, rx.recv()).await {
                     Ok(Some(())) => continue,
@@ -99,8 +134,10 @@ pub fn watch(reloader: Arc<Reloader>, file: &Path) -> anyhow::Result<notify::Rec
                     Err(_) => break,
                 }
             }
-            let _ = reloader.reload("file change").await;
+            if out.send(()).await.is_err() {
+                return;
+            }
         }
     });
-    Ok(watcher)
+    Ok((watcher, changes))
 }

@@ -32,7 +32,6 @@
 //! on every hop; routing enforces that, not this module).
 
 use anyhow::{anyhow, bail, Context, Result};
-use notify::{RecursiveMode, Watcher};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
@@ -45,7 +44,6 @@ use rustls::{
 use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeSet;
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -61,10 +59,6 @@ const GENERATED_VALIDITY: Duration = Duration::from_secs(800 * 86_400);
 
 /// A stored self-signed certificate this close to expiry is replaced at start.
 const RENEW_BEFORE: Duration = Duration::from_secs(30 * 86_400);
-
-/// Quiet time after the last file event before reloading: editors, `cp` and
-/// certbot write a file in several steps.
-const DEBOUNCE: Duration = Duration::from_millis(250);
 
 /// Where the certificates come from and how outbound hops are checked.
 #[derive(Debug, Clone)]
@@ -271,67 +265,23 @@ impl Tls {
     }
 }
 
-/// Reloads `tls` when a watched file changes (debounced); `None` when there
-/// is nothing to watch. Watches the directories, not the files, so files
-/// replaced by rename (certbot, editors) and Kubernetes secret volumes
-/// (which flip a `..data` symlink) are seen. Call inside the tokio runtime;
-/// dropping the watcher stops it.
+/// Reloads `tls` when a watched file changes (debounced, see
+/// [`crate::reload::watch_files`]); `None` when there is nothing to watch.
+/// Call inside the tokio runtime; dropping the watcher stops it.
 pub fn watch(tls: Arc<Tls>) -> Result<Option<notify::RecommendedWatcher>> {
-    let files = tls
-        .watched_files()
-        .iter()
-        .map(std::path::absolute)
-        .collect::<std::io::Result<Vec<_>>>()?;
+    let files = tls.watched_files();
     if files.is_empty() {
         return Ok(None);
     }
-    let names: BTreeSet<_> = files
-        .iter()
-        .filter_map(|f| f.file_name())
-        .map(|n| n.to_owned())
-        .collect();
-    let dirs: BTreeSet<_> = files
-        .iter()
-        .filter_map(|f| f.parent())
-        .map(Path::to_path_buf)
-        .collect();
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(16);
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Ok(event) = event {
-            let ours = event
-                .paths
-                .iter()
-                .filter_map(|p| p.file_name())
-                .any(|n| names.contains(n) || n.to_string_lossy().starts_with("..data"));
-            if ours && !event.kind.is_access() {
-                let _ = tx.try_send(());
-            }
-        }
-    })?;
-    for dir in &dirs {
-        watcher
-            .watch(dir, RecursiveMode::NonRecursive)
-            .with_context(|| format!("watching {}", dir.display()))?;
-    }
+    let (watcher, mut changes) = crate::reload::watch_files(&files)?;
     tokio::spawn(async move {
-        while rx.recv().await.is_some() {
-            loop {
-                match tokio::time::timeout(DEBOUNCE, rx.recv()).await {
-                    Ok(Some(())) => continue,
-                    Ok(None) => return,
-                    Err(_) => break,
-                }
-            }
+        while changes.recv().await.is_some() {
             let tls = tls.clone();
-            match tokio::task::spawn_blocking(move || tls.reload()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::warn!(
-                        error = %format!("{e:#}"),
-                        "TLS: reload refused, old certificate kept",
-                    )
-                }
-                Err(e) => tracing::warn!(error = %e, "TLS: reload task failed"),
+            let reloaded =
+                tokio::task::spawn_blocking(move || crate::reload::reload_tls(&tls, "file change"))
+                    .await;
+            if let Err(e) = reloaded {
+                tracing::warn!(error = %e, "TLS: reload task failed");
             }
         }
     });
