@@ -132,6 +132,11 @@ impl Local {
         via.extend_from_slice(listener.transport.via_token().as_bytes());
         via.push(b' ');
         push_socket_addr(&mut via, listener.addr);
+        if matches!(listener.transport, Transport::Tcp | Transport::Tls) {
+            // RFC 5923: the next hop may send its requests to us back over
+            // the connection we opened (Kamailio's tcp_accept_aliases).
+            via.extend_from_slice(b";alias");
+        }
         via.extend_from_slice(b";branch=");
         let mut record_route = Vec::with_capacity(64);
         push_record_route(&mut record_route, listener, None);

@@ -1155,6 +1155,11 @@ fn a_send_failure_fails_over_at_once() {
     let out = h.feed(UAC, invite("z9hG4bKsf1").bytes());
     assert_eq!(sigs(&out), [sig("100", UAC), sig("INVITE", SILENT)]);
     assert_eq!(out[1].transport, Transport::Tcp);
+    let via = &vias(&out[1])[0];
+    assert!(
+        via.starts_with("SIP/2.0/TCP 127.0.0.1:5060;alias;branch="),
+        "RFC 5923 alias: {via}"
+    );
     // The runtime could not connect: the next target now, not after Timer B.
     h.proxy.handle_send_failure(h.now, &out[1].data);
     let out = h.drain();
