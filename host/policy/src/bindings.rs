@@ -2,7 +2,7 @@
 //! import implementations (request resource, log, metrics, kv, clock).
 
 use crate::request::RequestView;
-use crate::state::State;
+use crate::store::StoreData;
 use wasmtime::component::Resource;
 
 wasmtime::component::bindgen!({
@@ -21,7 +21,7 @@ pub use viaduct::policy::types::{Level, Transport as WitTransport};
 
 use viaduct::policy::{clock, kv, log, metrics, types};
 
-impl State {
+impl StoreData {
     fn view(&self, r: &Resource<RequestView>) -> wasmtime::Result<&RequestView> {
         Ok(self.table.get(r)?)
     }
@@ -30,9 +30,9 @@ impl State {
     }
 }
 
-impl types::Host for State {}
+impl types::Host for StoreData {}
 
-impl types::HostRequest for State {
+impl types::HostRequest for StoreData {
     fn method(&mut self, r: Resource<RequestView>) -> wasmtime::Result<String> {
         Ok(self.view(&r)?.method())
     }
@@ -141,7 +141,7 @@ impl types::HostRequest for State {
     }
 }
 
-impl log::Host for State {
+impl log::Host for StoreData {
     fn log(&mut self, level: Level, message: String) {
         let policy = &self.label;
         match level {
@@ -154,13 +154,13 @@ impl log::Host for State {
     }
 }
 
-impl metrics::Host for State {
+impl metrics::Host for StoreData {
     fn counter_add(&mut self, name: String, labels: Vec<(String, String)>, value: u64) {
         self.shared.counters.add(&name, &labels, value);
     }
 }
 
-impl kv::Host for State {
+impl kv::Host for StoreData {
     fn get(&mut self, key: String) -> Option<Vec<u8>> {
         self.shared.kv.get(&key)
     }
@@ -175,7 +175,7 @@ impl kv::Host for State {
     }
 }
 
-impl clock::Host for State {
+impl clock::Host for StoreData {
     fn now_ms(&mut self) -> u64 {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

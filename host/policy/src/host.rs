@@ -3,7 +3,7 @@
 
 use crate::bindings::{Policy, PolicyPre};
 use crate::epoch::Epoch;
-use crate::state::{Shared, State};
+use crate::store::{Shared, StoreData};
 use arc_swap::ArcSwapOption;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -86,7 +86,7 @@ pub struct Version {
     pub hash: String,
     /// When it was loaded.
     pub loaded_at: std::time::SystemTime,
-    pub(crate) pre: PolicyPre<State>,
+    pub(crate) pre: PolicyPre<StoreData>,
 }
 
 impl std::fmt::Debug for Version {
@@ -101,7 +101,7 @@ impl std::fmt::Debug for Version {
 /// The policy engine shared by all workers: compiles, validates and publishes versions.
 pub struct PolicyHost {
     pub(crate) engine: Engine,
-    linker: Linker<State>,
+    linker: Linker<StoreData>,
     pub(crate) settings: PolicySettings,
     pub(crate) shared: Arc<Shared>,
     current: ArcSwapOption<Version>,
@@ -132,9 +132,9 @@ impl PolicyHost {
         config.wasm_component_model(true);
         config.epoch_interruption(true);
         let engine = Engine::new(&config)?;
-        let mut linker = Linker::<State>::new(&engine);
+        let mut linker = Linker::<StoreData>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        Policy::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)?;
+        Policy::add_to_linker::<StoreData, HasSelf<StoreData>>(&mut linker, |s| s)?;
         let epoch = Epoch::start(
             engine.clone(),
             settings.deadline.min(settings.init_deadline),
@@ -198,7 +198,7 @@ impl PolicyHost {
 
     /// A fresh store for one instance, with the memory cap and no WASI capabilities
     /// beyond clocks and randomness (no files, no network, no environment).
-    pub(crate) fn new_store(&self, label: String) -> Store<State> {
+    pub(crate) fn new_store(&self, label: String) -> Store<StoreData> {
         let limits = StoreLimitsBuilder::new()
             .memory_size(self.settings.memory_limit)
             .instances(16)
@@ -206,7 +206,7 @@ impl PolicyHost {
             .memories(16)
             .trap_on_grow_failure(true)
             .build();
-        let state = State {
+        let state = StoreData {
             table: Default::default(),
             wasi: wasmtime_wasi::WasiCtx::builder().build(),
             limits,
@@ -286,7 +286,10 @@ impl PolicyHost {
     }
 
     /// Instantiates a version in a fresh store and runs its `init`.
-    pub(crate) fn instantiate(&self, version: &Version) -> Result<(Store<State>, Policy), String> {
+    pub(crate) fn instantiate(
+        &self,
+        version: &Version,
+    ) -> Result<(Store<StoreData>, Policy), String> {
         let mut store = self.new_store(format!("v{}-{}", version.id, version.hash));
         let _running = self.epoch.enter();
         store.set_epoch_deadline(self.epoch.ticks(self.settings.init_deadline));

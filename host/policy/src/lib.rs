@@ -36,12 +36,12 @@ mod host;
 mod kv;
 mod request;
 mod router;
-mod state;
+mod store;
 
 pub use calls::{CallOutcome, VersionCalls, WorkerCalls, DURATION_BUCKETS, VERSION_SLOTS};
 pub use host::{FailAction, LoadError, PolicyHost, PolicySettings, Version};
 pub use router::{InstanceStrategy, PolicyRouter, UNTRUSTED_HEADERS};
-pub use state::Shared;
+pub use store::Shared;
 
 use std::net::IpAddr;
 use std::sync::atomic::AtomicU64;

@@ -9,7 +9,7 @@
 use crate::bindings::{Decision as WitDecision, Policy, WitTransport};
 use crate::host::{PolicyHost, Version};
 use crate::request::RequestView;
-use crate::state::State;
+use crate::store::StoreData;
 use crate::CallOutcome;
 use crate::{describe_trap, FailAction};
 use bytes::Bytes;
@@ -27,7 +27,7 @@ const KEPT_VERSIONS: usize = 4;
 struct Loaded {
     version: Arc<Version>,
     /// None after a trap: the next call instantiates afresh.
-    instance: Option<(Store<State>, Policy)>,
+    instance: Option<(Store<StoreData>, Policy)>,
 }
 
 /// What a call leaves behind: the edits and the digest check, if it ran.

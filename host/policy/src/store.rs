@@ -42,7 +42,7 @@ impl Counters {
 }
 
 /// The data of one store: one instance of one policy version on one worker.
-pub struct State {
+pub struct StoreData {
     pub(crate) table: ResourceTable,
     pub(crate) wasi: WasiCtx,
     pub(crate) limits: StoreLimits,
@@ -51,7 +51,7 @@ pub struct State {
     pub(crate) label: String,
 }
 
-impl WasiView for State {
+impl WasiView for StoreData {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
             ctx: &mut self.wasi,
