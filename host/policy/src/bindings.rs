@@ -160,19 +160,28 @@ impl metrics::Host for StoreData {
     }
 }
 
+/// The WIT `kv` carries no errors (yet): a failed call reads as an empty
+/// state, and the backend has counted and logged it.
 impl kv::Host for StoreData {
     fn get(&mut self, key: String) -> Option<Vec<u8>> {
-        self.shared.kv.get(&key)
+        self.shared.kv.get(key.as_bytes()).unwrap_or(None)
     }
     fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u32>) {
-        self.shared.kv.set(key, value, ttl_ms);
+        let _ = self.shared.kv.set(key.as_bytes(), value, ttl(ttl_ms));
     }
     fn increment(&mut self, key: String, delta: i64, ttl_ms: Option<u32>) -> i64 {
-        self.shared.kv.increment(key, delta, ttl_ms)
+        self.shared
+            .kv
+            .increment(key.as_bytes(), delta, ttl(ttl_ms))
+            .unwrap_or(delta)
     }
     fn delete(&mut self, key: String) {
-        self.shared.kv.delete(&key);
+        let _ = self.shared.kv.delete(key.as_bytes());
     }
+}
+
+fn ttl(ttl_ms: Option<u32>) -> Option<std::time::Duration> {
+    ttl_ms.map(|ms| std::time::Duration::from_millis(u64::from(ms)))
 }
 
 impl clock::Host for StoreData {

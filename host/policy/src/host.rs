@@ -154,13 +154,13 @@ impl PolicyHost {
         Ok(host)
     }
 
-    /// Call counters for a new worker's router.
     /// A value of the policy `kv` (shared by all versions), for the host's own
     /// lookups such as digest credentials.
     pub fn kv_get(&self, key: &str) -> Option<Vec<u8>> {
-        self.shared.kv.get(key)
+        self.shared.kv.get(key.as_bytes()).unwrap_or(None)
     }
 
+    /// Call counters for a new worker's router.
     pub(crate) fn register_worker(&self) -> Arc<crate::WorkerCalls> {
         let calls = Arc::new(crate::WorkerCalls::default());
         let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());

@@ -33,9 +33,9 @@ mod cache;
 mod calls;
 mod epoch;
 mod host;
-mod kv;
 mod request;
 mod router;
+pub mod state;
 mod store;
 
 pub use calls::{CallOutcome, VersionCalls, WorkerCalls, DURATION_BUCKETS, VERSION_SLOTS};

@@ -1,6 +1,6 @@
 //! What each wasmtime `Store` carries, and what all stores share.
 
-use crate::kv::Kv;
+use crate::state::{MemoryState, State};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use wasmtime::component::ResourceTable;
@@ -8,12 +8,21 @@ use wasmtime::StoreLimits;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 /// Shared by every instance of every policy version.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Shared {
-    /// The `kv` import.
-    pub kv: Kv,
+    /// The `kv` import's backend.
+    pub kv: Arc<dyn State>,
     /// The `metrics` import.
     pub counters: Counters,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared {
+            kv: Arc::new(MemoryState::default()),
+            counters: Counters::default(),
+        }
+    }
 }
 
 /// A counter's identity: its name and its labels, sorted.
