@@ -4,8 +4,13 @@
 //! `cargo test -p viaduct-policy --test state`
 #![allow(clippy::unwrap_used)]
 
+mod support {
+    pub mod redis_server;
+}
+
 use std::time::{Duration, Instant};
-use viaduct_policy::state::{MemoryState, State};
+use support::redis_server::RedisServer;
+use viaduct_policy::state::{ErrorKind, MemoryState, RedisSettings, RedisState, State, StateError};
 
 /// Longest wait for an expiry we expect (the TTLs here are 100-300 ms).
 const EXPIRY_BOUND: Duration = Duration::from_secs(3);
@@ -258,4 +263,142 @@ fn compare_and_swap_is_atomic(state: &dyn State, k: &[u8]) {
 #[test]
 fn memory_contract() {
     contract(&MemoryState::default(), "memory");
+}
+
+fn redis(server: &RedisServer, prefix: &str, timeout: Duration) -> RedisState {
+    RedisState::open(RedisSettings {
+        url: server.url(),
+        timeout,
+        prefix: prefix.into(),
+    })
+    .expect("a valid URL")
+}
+
+#[test]
+fn redis_contract() {
+    let server = RedisServer::start();
+    // A generous timeout: this test is about semantics, on a busy CI machine.
+    let state = redis(&server, "viaduct-test:", Duration::from_secs(2));
+    contract(&state, "redis");
+    assert_eq!(state.errors().total(), 0);
+    // Keys live under the prefix, and only there.
+    state.set(b"k", b"v".to_vec(), None).unwrap();
+    let raw = redis(&server, "", Duration::from_secs(2));
+    assert_eq!(
+        raw.get(b"viaduct-test:k").unwrap().as_deref(),
+        Some(&b"v"[..])
+    );
+    assert_eq!(raw.get(b"k").unwrap(), None);
+}
+
+/// Polls `state` until a call succeeds, at most `bound`; how long it took.
+fn until_served(state: &dyn State, bound: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        if state.get(b"probe").is_ok() {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < bound, "no call served within {bound:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A call that fails must fail within the timeout (plus scheduling slack),
+/// never hang; the same State serves again once Redis is back.
+#[test]
+fn redis_killed_mid_test_fails_fast_then_reconnects() {
+    let timeout = Duration::from_millis(100);
+    let bound = timeout + Duration::from_millis(400);
+    let mut server = RedisServer::start();
+    let port = server.port;
+    let state = redis(&server, "kill:", timeout);
+    assert_eq!(state.increment(b"n", 1, None).unwrap(), 1);
+    server.kill();
+    for i in 0..20 {
+        let started = Instant::now();
+        let result = state.increment(b"n", 1, None);
+        let took = started.elapsed();
+        assert!(result.is_err(), "call {i} after the kill: {result:?}");
+        assert!(took < bound, "call {i} took {took:?}, more than {bound:?}");
+    }
+    assert!(
+        state.is_down(),
+        "a refused connection marks the server down"
+    );
+    assert!(state.errors().total() >= 20);
+    let restarted = RedisServer::start_on(port);
+    let took = until_served(&state, Duration::from_secs(5));
+    eprintln!("served again {took:?} after the restart");
+    // A fresh server (no persistence): the counter starts again.
+    assert_eq!(state.increment(b"n", 1, None).unwrap(), 1);
+    drop(restarted);
+}
+
+#[test]
+fn redis_down_at_start_does_not_stop_the_caller() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let started = Instant::now();
+    let state = RedisState::open(RedisSettings {
+        url: format!("redis://127.0.0.1:{port}/0"),
+        timeout: Duration::from_millis(50),
+        prefix: "late:".into(),
+    })
+    .expect("down is not an error at start");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert!(state.is_down());
+    let started = Instant::now();
+    let err = state.set(b"k", b"v".to_vec(), None).unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_millis(50),
+        "fails at once while down"
+    );
+    assert_eq!(err.kind(), ErrorKind::Unavailable);
+    let _server = RedisServer::start_on(port);
+    until_served(&state, Duration::from_secs(5));
+    state.set(b"k", b"v".to_vec(), None).unwrap();
+    assert_eq!(state.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
+}
+
+/// A server that accepts but does not answer (stopped with SIGSTOP): each
+/// call times out at `timeout`; after three in a row calls fail at once;
+/// once it answers again (SIGCONT) the State serves again.
+#[test]
+fn redis_hung_times_out_then_fails_fast_then_recovers() {
+    let timeout = Duration::from_millis(100);
+    let server = RedisServer::start();
+    let state = redis(&server, "hung:", timeout);
+    state.set(b"k", b"v".to_vec(), None).unwrap();
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &server.pid().to_string()])
+            .status()
+            .map(|s| s.success());
+        assert!(matches!(ok, Ok(true)), "kill {sig} {}", server.pid());
+    };
+    signal("-STOP");
+    for i in 0..3 {
+        let started = Instant::now();
+        let err = state.get(b"k").unwrap_err();
+        let took = started.elapsed();
+        assert!(matches!(err, StateError::Timeout(_)), "call {i}: {err}");
+        assert!(
+            took >= timeout && took < timeout * 2 + Duration::from_millis(400),
+            "call {i} took {took:?}"
+        );
+    }
+    let started = Instant::now();
+    let err = state.get(b"k").unwrap_err();
+    assert!(matches!(err, StateError::Unavailable(_)), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_millis(20),
+        "down: at once"
+    );
+    let counts = state.errors();
+    assert_eq!(counts.0[0][ErrorKind::Timeout as usize], 3);
+    signal("-CONT");
+    until_served(&state, Duration::from_secs(5));
+    assert_eq!(state.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
 }

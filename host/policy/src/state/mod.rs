@@ -31,7 +31,9 @@
 
 mod errors;
 mod memory;
+mod redis;
 
+pub use self::redis::{OpenError, RedisSettings, RedisState};
 pub use errors::{ErrorCounts, ErrorKind, ErrorLog, LOG_INTERVAL};
 pub use memory::MemoryState;
 
@@ -147,15 +149,18 @@ pub enum Backend {
     /// In this process.
     #[default]
     Memory,
+    /// A Redis server.
+    Redis(RedisSettings),
 }
 
 /// Opens a backend. Redis is not required to be up: a refused first
 /// connection is logged and retried in the background. Only a URL that
 /// cannot be used at all is an error.
-pub fn open(backend: &Backend) -> Arc<dyn State> {
-    match backend {
+pub fn open(backend: &Backend) -> Result<Arc<dyn State>, OpenError> {
+    Ok(match backend {
         Backend::Memory => Arc::new(MemoryState::default()),
-    }
+        Backend::Redis(settings) => Arc::new(RedisState::open(settings.clone())?),
+    })
 }
 
 /// A TTL as whole milliseconds, at least 1 (see the module doc).
