@@ -3,7 +3,8 @@
 
 use crate::bindings::{Policy, PolicyPre};
 use crate::epoch::Epoch;
-use crate::store::{Shared, StoreData};
+use crate::state::{ErrorCounts, MemoryState, OnError, State};
+use crate::store::{CallClock, Shared, StoreData};
 use arc_swap::ArcSwapOption;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -11,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Engine, Store, StoreLimitsBuilder};
+use wasmtime::{Engine, Store, StoreLimitsBuilder, UpdateDeadline};
 
 /// How policies run.
 #[derive(Debug, Clone)]
@@ -126,8 +127,19 @@ impl std::fmt::Debug for PolicyHost {
 
 impl PolicyHost {
     /// Sets up the engine (epoch interruption on, a ticker thread; see
-    /// `epoch.rs`) and the linker (WASI + our imports).
+    /// `epoch.rs`) and the linker (WASI + our imports), with the in-memory
+    /// state behind `kv`.
     pub fn new(settings: PolicySettings) -> wasmtime::Result<Arc<Self>> {
+        Self::with_state(settings, Arc::new(MemoryState::default()), OnError::Open)
+    }
+
+    /// The same with `state` behind `kv` (see [`crate::state`]), and what
+    /// a failed `kv` call does.
+    pub fn with_state(
+        settings: PolicySettings,
+        state: Arc<dyn State>,
+        on_error: OnError,
+    ) -> wasmtime::Result<Arc<Self>> {
         let mut config = wasmtime::Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
@@ -143,7 +155,11 @@ impl PolicyHost {
             engine,
             linker,
             settings,
-            shared: Arc::new(Shared::default()),
+            shared: Arc::new(Shared {
+                kv: state,
+                on_kv_error: on_error,
+                counters: Default::default(),
+            }),
             current: ArcSwapOption::empty(),
             next_id: AtomicU64::new(1),
             epoch,
@@ -161,6 +177,11 @@ impl PolicyHost {
     }
 
     /// Call counters for a new worker's router.
+    /// Failed `kv` calls so far, by operation and kind.
+    pub fn state_errors(&self) -> ErrorCounts {
+        self.shared.kv.errors()
+    }
+
     pub(crate) fn register_worker(&self) -> Arc<crate::WorkerCalls> {
         let calls = Arc::new(crate::WorkerCalls::default());
         let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
@@ -198,6 +219,12 @@ impl PolicyHost {
 
     /// A fresh store for one instance, with the memory cap and no WASI capabilities
     /// beyond clocks and randomness (no files, no network, no environment).
+    ///
+    /// The deadline bounds the policy's own work: time blocked in `kv` calls
+    /// is bounded per call by the state backend (`state.timeout_ms`) and does
+    /// not count, or one slow Redis answer would turn a fail-open `kv` into
+    /// the fail action. When the epoch deadline comes, the callback gives the
+    /// call what is left of its budget of guest time, or interrupts it.
     pub(crate) fn new_store(&self, label: String) -> Store<StoreData> {
         let limits = StoreLimitsBuilder::new()
             .memory_size(self.settings.memory_limit)
@@ -212,9 +239,20 @@ impl PolicyHost {
             limits,
             shared: self.shared.clone(),
             label,
+            call: CallClock::new(self.settings.deadline),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
+        let tick = self.epoch.tick();
+        store.epoch_deadline_callback(move |ctx| {
+            let left = ctx.data().call.left();
+            if left.is_zero() {
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            Ok(UpdateDeadline::Continue(
+                (left.as_nanos().div_ceil(tick.as_nanos()) as u64).max(1),
+            ))
+        });
         store.set_epoch_deadline(self.epoch.ticks(self.settings.deadline));
         store
     }
@@ -292,6 +330,7 @@ impl PolicyHost {
     ) -> Result<(Store<StoreData>, Policy), String> {
         let mut store = self.new_store(format!("v{}-{}", version.id, version.hash));
         let _running = self.epoch.enter();
+        store.data_mut().call = CallClock::new(self.settings.init_deadline);
         store.set_epoch_deadline(self.epoch.ticks(self.settings.init_deadline));
         let instance = version
             .pre
