@@ -88,14 +88,14 @@ impl ErrorLog {
 
     /// Counts an error and logs it if its kind has not been logged for an interval.
     pub fn record(&self, op: StateOp, error: &StateError) {
-        if let Some(suppressed) = self.record_at(Instant::now(), op, error) {
+        if let Some(unlogged) = self.record_at(Instant::now(), op, error) {
             tracing::warn!(
                 backend = self.backend,
                 op = op.as_str(),
                 error = %error,
-                suppressed,
-                "state call failed (errors of this kind since the last such line: {})",
-                suppressed + 1
+                since_last_line = unlogged + 1,
+                "state call failed (one line per {} s and kind of error)",
+                self.interval.as_secs()
             );
         }
     }

@@ -192,6 +192,11 @@ impl RedisState {
         Ok(RedisState { inner })
     }
 
+    /// `host:port/db` (never the URL: it may hold a password).
+    pub fn server(&self) -> &str {
+        &self.inner.server
+    }
+
     /// True while the server is taken as down (calls fail at once).
     pub fn is_down(&self) -> bool {
         self.inner.down.load(Ordering::Acquire)
