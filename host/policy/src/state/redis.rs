@@ -5,12 +5,12 @@
 //! way, the async `ConnectionManager` on a runtime thread of its own, needs
 //! two thread hand-offs per call (to that thread and back). Measured on this
 //! 2-core VM, 10k `increment`s with a TTL against a loopback redis-server 7.0
-//! (release build): the synchronous connection took p50 19-21 µs / p99 42 µs,
-//! the connection manager behind a current-thread runtime p50 34-44 µs / p99
-//! 140-170 µs, behind a one-worker multi-thread runtime p50 34 µs / p99
-//! 85-120 µs. So each worker thread takes a connection from the pool (one
-//! per thread busy at once: a handful), writes the command and blocks on its
-//! socket, with read and write timeouts of `timeout`. No tokio here.
+//! (release build, same moment, quiet machine): the synchronous connection
+//! p50 19 µs / p99 37-48 µs, the connection manager behind a one-worker or
+//! a current-thread runtime p50 33-34 µs / p99 64-71 µs. So each worker
+//! thread takes a connection from the pool (one per thread busy at once: a
+//! handful), writes the command and blocks on its socket, with read and
+//! write timeouts of `timeout`. No tokio here.
 //!
 //! **Failing fast, reconnecting in the background.** A connection that
 //! failed or timed out is dropped (a late answer must not be read as the
