@@ -171,7 +171,8 @@ impl PolicyHost {
     }
 
     /// A value of the policy `kv` (shared by all versions), for the host's own
-    /// lookups such as digest credentials.
+    /// lookups such as digest credentials. A failed lookup finds nothing,
+    /// whatever `on_error` says (the backend counted and logged it).
     pub fn kv_get(&self, key: &str) -> Option<Vec<u8>> {
         self.shared.kv.get(key.as_bytes()).unwrap_or(None)
     }
