@@ -2,7 +2,9 @@
 //! import implementations (request resource, log, metrics, kv, clock).
 
 use crate::request::RequestView;
-use crate::state::State;
+use crate::state::{OnError, State, StateError};
+use crate::store::StoreData;
+use std::time::Instant;
 use wasmtime::component::Resource;
 
 wasmtime::component::bindgen!({
@@ -14,6 +16,8 @@ wasmtime::component::bindgen!({
     // Request methods can fail on a stale handle: that is a trap, not a policy error.
     imports: {
         "viaduct:policy/types": trappable,
+        // Under `on_error = "closed"` a failed state call aborts the policy call.
+        "viaduct:policy/kv": trappable,
     },
 });
 
@@ -21,7 +25,7 @@ pub use viaduct::policy::types::{Level, Transport as WitTransport};
 
 use viaduct::policy::{clock, kv, log, metrics, types};
 
-impl State {
+impl StoreData {
     fn view(&self, r: &Resource<RequestView>) -> wasmtime::Result<&RequestView> {
         Ok(self.table.get(r)?)
     }
@@ -30,9 +34,9 @@ impl State {
     }
 }
 
-impl types::Host for State {}
+impl types::Host for StoreData {}
 
-impl types::HostRequest for State {
+impl types::HostRequest for StoreData {
     fn method(&mut self, r: Resource<RequestView>) -> wasmtime::Result<String> {
         Ok(self.view(&r)?.method())
     }
@@ -141,7 +145,7 @@ impl types::HostRequest for State {
     }
 }
 
-impl log::Host for State {
+impl log::Host for StoreData {
     fn log(&mut self, level: Level, message: String) {
         let policy = &self.label;
         match level {
@@ -154,28 +158,58 @@ impl log::Host for State {
     }
 }
 
-impl metrics::Host for State {
+impl metrics::Host for StoreData {
     fn counter_add(&mut self, name: String, labels: Vec<(String, String)>, value: u64) {
         self.shared.counters.add(&name, &labels, value);
     }
 }
 
-impl kv::Host for State {
-    fn get(&mut self, key: String) -> Option<Vec<u8>> {
-        self.shared.kv.get(&key)
-    }
-    fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u32>) {
-        self.shared.kv.set(key, value, ttl_ms);
-    }
-    fn increment(&mut self, key: String, delta: i64, ttl_ms: Option<u32>) -> i64 {
-        self.shared.kv.increment(key, delta, ttl_ms)
-    }
-    fn delete(&mut self, key: String) {
-        self.shared.kv.delete(&key);
+impl StoreData {
+    /// One `kv` call: timed (it is not guest time), and on failure either
+    /// `fallback` (fail open) or a trap that the router answers with 503
+    /// (fail closed). The backend has counted and logged the failure.
+    fn kv_call<T>(
+        &mut self,
+        fallback: T,
+        call: impl FnOnce(&dyn State) -> Result<T, StateError>,
+    ) -> wasmtime::Result<T> {
+        let started = Instant::now();
+        let result = call(&*self.shared.kv);
+        self.call.in_kv += started.elapsed();
+        match (result, self.shared.on_kv_error) {
+            (Ok(v), _) => Ok(v),
+            (Err(_), OnError::Open) => Ok(fallback),
+            (Err(e), OnError::Closed) => {
+                self.call.state_failure = Some(e.clone());
+                Err(wasmtime::Error::new(e))
+            }
+        }
     }
 }
 
-impl clock::Host for State {
+/// The WIT `kv` carries no errors (yet): a failure is an empty state to
+/// the policy, or aborts it (see [`OnError`]).
+impl kv::Host for StoreData {
+    fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
+        self.kv_call(None, |kv| kv.get(key.as_bytes()))
+    }
+    fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u32>) -> wasmtime::Result<()> {
+        self.kv_call((), |kv| kv.set(key.as_bytes(), value, ttl(ttl_ms)))
+    }
+    fn increment(&mut self, key: String, delta: i64, ttl_ms: Option<u32>) -> wasmtime::Result<i64> {
+        // Failing open, a counter is fresh: a rate limit lets the call through.
+        self.kv_call(delta, |kv| kv.increment(key.as_bytes(), delta, ttl(ttl_ms)))
+    }
+    fn delete(&mut self, key: String) -> wasmtime::Result<()> {
+        self.kv_call((), |kv| kv.delete(key.as_bytes()))
+    }
+}
+
+fn ttl(ttl_ms: Option<u32>) -> Option<std::time::Duration> {
+    ttl_ms.map(|ms| std::time::Duration::from_millis(u64::from(ms)))
+}
+
+impl clock::Host for StoreData {
     fn now_ms(&mut self) -> u64 {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -42,11 +42,13 @@ pub enum CallOutcome {
     Error,
     /// The epoch deadline passed: the fail action applied.
     Timeout,
+    /// A `kv` call failed under `on_error = "closed"`: 503 with Retry-After.
+    StateUnavailable,
 }
 
 impl CallOutcome {
     /// Every outcome, in index order.
-    pub const ALL: [CallOutcome; 9] = [
+    pub const ALL: [CallOutcome; 10] = [
         CallOutcome::Forward,
         CallOutcome::Reject,
         CallOutcome::Redirect,
@@ -56,6 +58,7 @@ impl CallOutcome {
         CallOutcome::Challenge,
         CallOutcome::Error,
         CallOutcome::Timeout,
+        CallOutcome::StateUnavailable,
     ];
 
     /// The `outcome` label value.
@@ -70,12 +73,16 @@ impl CallOutcome {
             CallOutcome::Challenge => "challenge",
             CallOutcome::Error => "error",
             CallOutcome::Timeout => "timeout",
+            CallOutcome::StateUnavailable => "state_unavailable",
         }
     }
 
-    /// True for the outcomes that applied the fail action.
+    /// True for the calls that failed (the fail action, or 503 for the state).
     pub fn failed(self) -> bool {
-        matches!(self, CallOutcome::Error | CallOutcome::Timeout)
+        matches!(
+            self,
+            CallOutcome::Error | CallOutcome::Timeout | CallOutcome::StateUnavailable
+        )
     }
 }
 
@@ -165,7 +172,7 @@ impl VersionCalls {
         self.outcomes.iter().sum()
     }
 
-    /// Calls that applied the fail action.
+    /// Calls that failed (a trap, the deadline, or the state under `on_error = "closed"`).
     pub fn failures(&self) -> u64 {
         CallOutcome::ALL
             .iter()

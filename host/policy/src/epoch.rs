@@ -61,6 +61,11 @@ impl Epoch {
         (d.as_nanos().div_ceil(t) as u64).max(1) + 1
     }
 
+    /// The tick: how often the epoch advances while calls run.
+    pub(crate) fn tick(&self) -> Duration {
+        self.tick
+    }
+
     /// Marks a call as running (the ticker stays awake) until the guard drops.
     pub(crate) fn enter(&self) -> Running<'_> {
         // SeqCst pairs with the ticker's store of `parked` then load of

@@ -3,7 +3,8 @@
 
 use crate::bindings::{Policy, PolicyPre};
 use crate::epoch::Epoch;
-use crate::state::{Shared, State};
+use crate::state::{ErrorCounts, MemoryState, OnError, State};
+use crate::store::{CallClock, Shared, StoreData};
 use arc_swap::ArcSwapOption;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -11,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Engine, Store, StoreLimitsBuilder};
+use wasmtime::{Engine, Store, StoreLimitsBuilder, UpdateDeadline};
 
 /// How policies run.
 #[derive(Debug, Clone)]
@@ -86,7 +87,7 @@ pub struct Version {
     pub hash: String,
     /// When it was loaded.
     pub loaded_at: std::time::SystemTime,
-    pub(crate) pre: PolicyPre<State>,
+    pub(crate) pre: PolicyPre<StoreData>,
 }
 
 impl std::fmt::Debug for Version {
@@ -101,7 +102,7 @@ impl std::fmt::Debug for Version {
 /// The policy engine shared by all workers: compiles, validates and publishes versions.
 pub struct PolicyHost {
     pub(crate) engine: Engine,
-    linker: Linker<State>,
+    linker: Linker<StoreData>,
     pub(crate) settings: PolicySettings,
     pub(crate) shared: Arc<Shared>,
     current: ArcSwapOption<Version>,
@@ -126,15 +127,26 @@ impl std::fmt::Debug for PolicyHost {
 
 impl PolicyHost {
     /// Sets up the engine (epoch interruption on, a ticker thread; see
-    /// `epoch.rs`) and the linker (WASI + our imports).
+    /// `epoch.rs`) and the linker (WASI + our imports), with the in-memory
+    /// state behind `kv`.
     pub fn new(settings: PolicySettings) -> wasmtime::Result<Arc<Self>> {
+        Self::with_state(settings, Arc::new(MemoryState::default()), OnError::Open)
+    }
+
+    /// The same with `state` behind `kv` (see [`crate::state`]), and what
+    /// a failed `kv` call does.
+    pub fn with_state(
+        settings: PolicySettings,
+        state: Arc<dyn State>,
+        on_error: OnError,
+    ) -> wasmtime::Result<Arc<Self>> {
         let mut config = wasmtime::Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
         let engine = Engine::new(&config)?;
-        let mut linker = Linker::<State>::new(&engine);
+        let mut linker = Linker::<StoreData>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        Policy::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)?;
+        Policy::add_to_linker::<StoreData, HasSelf<StoreData>>(&mut linker, |s| s)?;
         let epoch = Epoch::start(
             engine.clone(),
             settings.deadline.min(settings.init_deadline),
@@ -143,7 +155,11 @@ impl PolicyHost {
             engine,
             linker,
             settings,
-            shared: Arc::new(Shared::default()),
+            shared: Arc::new(Shared {
+                kv: state,
+                on_kv_error: on_error,
+                counters: Default::default(),
+            }),
             current: ArcSwapOption::empty(),
             next_id: AtomicU64::new(1),
             epoch,
@@ -154,11 +170,17 @@ impl PolicyHost {
         Ok(host)
     }
 
-    /// Call counters for a new worker's router.
     /// A value of the policy `kv` (shared by all versions), for the host's own
-    /// lookups such as digest credentials.
+    /// lookups such as digest credentials. A failed lookup finds nothing,
+    /// whatever `on_error` says (the backend counted and logged it).
     pub fn kv_get(&self, key: &str) -> Option<Vec<u8>> {
-        self.shared.kv.get(key)
+        self.shared.kv.get(key.as_bytes()).unwrap_or(None)
+    }
+
+    /// Call counters for a new worker's router.
+    /// Failed `kv` calls so far, by operation and kind.
+    pub fn state_errors(&self) -> ErrorCounts {
+        self.shared.kv.errors()
     }
 
     pub(crate) fn register_worker(&self) -> Arc<crate::WorkerCalls> {
@@ -198,7 +220,13 @@ impl PolicyHost {
 
     /// A fresh store for one instance, with the memory cap and no WASI capabilities
     /// beyond clocks and randomness (no files, no network, no environment).
-    pub(crate) fn new_store(&self, label: String) -> Store<State> {
+    ///
+    /// The deadline bounds the policy's own work: time blocked in `kv` calls
+    /// is bounded per call by the state backend (`state.timeout_ms`) and does
+    /// not count, or one slow Redis answer would turn a fail-open `kv` into
+    /// the fail action. When the epoch deadline comes, the callback gives the
+    /// call what is left of its budget of guest time, or interrupts it.
+    pub(crate) fn new_store(&self, label: String) -> Store<StoreData> {
         let limits = StoreLimitsBuilder::new()
             .memory_size(self.settings.memory_limit)
             .instances(16)
@@ -206,15 +234,26 @@ impl PolicyHost {
             .memories(16)
             .trap_on_grow_failure(true)
             .build();
-        let state = State {
+        let state = StoreData {
             table: Default::default(),
             wasi: wasmtime_wasi::WasiCtx::builder().build(),
             limits,
             shared: self.shared.clone(),
             label,
+            call: CallClock::new(self.settings.deadline),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
+        let tick = self.epoch.tick();
+        store.epoch_deadline_callback(move |ctx| {
+            let left = ctx.data().call.left();
+            if left.is_zero() {
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            Ok(UpdateDeadline::Continue(
+                (left.as_nanos().div_ceil(tick.as_nanos()) as u64).max(1),
+            ))
+        });
         store.set_epoch_deadline(self.epoch.ticks(self.settings.deadline));
         store
     }
@@ -286,9 +325,13 @@ impl PolicyHost {
     }
 
     /// Instantiates a version in a fresh store and runs its `init`.
-    pub(crate) fn instantiate(&self, version: &Version) -> Result<(Store<State>, Policy), String> {
+    pub(crate) fn instantiate(
+        &self,
+        version: &Version,
+    ) -> Result<(Store<StoreData>, Policy), String> {
         let mut store = self.new_store(format!("v{}-{}", version.id, version.hash));
         let _running = self.epoch.enter();
+        store.data_mut().call = CallClock::new(self.settings.init_deadline);
         store.set_epoch_deadline(self.epoch.ticks(self.settings.init_deadline));
         let instance = version
             .pre

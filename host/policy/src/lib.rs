@@ -12,6 +12,12 @@
 //!   call under an epoch deadline and a memory cap (`StoreLimits`); a trap,
 //!   timeout or memory exhaustion gives the configured [`FailAction`], a log
 //!   line and a counter, and the instance is replaced on the next call.
+//! * [`state`] is what the `kv` import reads and writes: in memory, or a
+//!   Redis shared by several instances. A failed `kv` call reads as an empty
+//!   state ([`state::OnError::Open`]) or answers the request 503 with
+//!   `Retry-After: 5` ([`state::OnError::Closed`]); time blocked in `kv`
+//!   does not count against the call deadline (each call has the backend's
+//!   own timeout).
 //!
 //! Instance strategy, measured with `cargo bench -p viaduct-policy --bench
 //! policy_call` (x-room-id, one `on-request` including building the request
@@ -33,15 +39,15 @@ mod cache;
 mod calls;
 mod epoch;
 mod host;
-mod kv;
 mod request;
 mod router;
-mod state;
+pub mod state;
+mod store;
 
 pub use calls::{CallOutcome, VersionCalls, WorkerCalls, DURATION_BUCKETS, VERSION_SLOTS};
 pub use host::{FailAction, LoadError, PolicyHost, PolicySettings, Version};
 pub use router::{InstanceStrategy, PolicyRouter, UNTRUSTED_HEADERS};
-pub use state::Shared;
+pub use store::Shared;
 
 use std::net::IpAddr;
 use std::sync::atomic::AtomicU64;

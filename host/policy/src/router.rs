@@ -9,7 +9,8 @@
 use crate::bindings::{Decision as WitDecision, Policy, WitTransport};
 use crate::host::{PolicyHost, Version};
 use crate::request::RequestView;
-use crate::state::State;
+use crate::state::StateError;
+use crate::store::{CallClock, StoreData};
 use crate::CallOutcome;
 use crate::{describe_trap, FailAction};
 use bytes::Bytes;
@@ -27,7 +28,7 @@ const KEPT_VERSIONS: usize = 4;
 struct Loaded {
     version: Arc<Version>,
     /// None after a trap: the next call instantiates afresh.
-    instance: Option<(Store<State>, Policy)>,
+    instance: Option<(Store<StoreData>, Policy)>,
 }
 
 /// What a call leaves behind: the edits and the digest check, if it ran.
@@ -35,6 +36,26 @@ type ViewResult = (
     viaduct_proxy::RequestEdits,
     Option<(String, viaduct_proxy::auth::AuthCheck)>,
 );
+
+/// Why a call gave no decision.
+enum CallFailure {
+    /// A trap (or no instance): one retry on a fresh instance, then the fail action.
+    Trap(String),
+    /// The deadline: the fail action.
+    Timeout(String),
+    /// A `kv` call failed under `on_error = "closed"`: 503.
+    State(StateError),
+}
+
+/// What a request gets when the state it needs is down and the policy
+/// fails closed: come back in a few seconds (RFC 3261 §21.5.4, §20.33).
+fn state_unavailable() -> Decision {
+    Decision::Reject {
+        code: 503,
+        reason: "Service Unavailable".into(),
+        headers: vec!["Retry-After: 5".into()],
+    }
+}
 
 /// Headers a caller may not set for itself unless its source is trusted.
 pub const UNTRUSTED_HEADERS: [&str; 2] = ["X-Room-ID", "X-Session-ID"];
@@ -170,20 +191,26 @@ impl PolicyRouter {
                     let outcome = outcome_of(&d);
                     return (convert(d), outcome);
                 }
-                Err((e, timeout)) => {
+                Err(failed) => {
                     // A trapped instance may hold broken state: never call it again.
                     self.loaded[idx].instance = None;
-                    if timeout || attempt == 1 {
-                        let outcome = if timeout {
-                            CallOutcome::Timeout
-                        } else {
-                            CallOutcome::Error
-                        };
-                        let err = first_error.as_deref().unwrap_or(e.as_str());
-                        return (self.fail(what, version, err), outcome);
-                    }
-                    tracing::info!(version = version.id, error = %e, "policy instance trapped; retrying once on a fresh one");
-                    first_error = Some(e);
+                    let (e, outcome) = match failed {
+                        // The state backend logs its failures (a few lines per
+                        // outage, not one per request); a retry would meet it again.
+                        CallFailure::State(e) => {
+                            tracing::debug!(version = version.id, error = %e, "policy {what} aborted: state unavailable; 503");
+                            return (state_unavailable(), CallOutcome::StateUnavailable);
+                        }
+                        CallFailure::Timeout(e) => (e, CallOutcome::Timeout),
+                        CallFailure::Trap(e) if attempt == 1 => (e, CallOutcome::Error),
+                        CallFailure::Trap(e) => {
+                            tracing::info!(version = version.id, error = %e, "policy instance trapped; retrying once on a fresh one");
+                            first_error = Some(e);
+                            continue;
+                        }
+                    };
+                    let err = first_error.as_deref().unwrap_or(e.as_str());
+                    return (self.fail(what, version, err), outcome);
                 }
             }
         }
@@ -193,24 +220,26 @@ impl PolicyRouter {
         )
     }
 
-    /// One call on the instance at `idx`; the error says whether it was the deadline.
+    /// One call on the instance at `idx`.
     fn call_once(
         &mut self,
         idx: usize,
         view: RequestView,
         failure: Option<u16>,
-    ) -> Result<(WitDecision, ViewResult), (String, bool)> {
-        let deadline = self.host.epoch.ticks(self.host.settings.deadline);
+    ) -> Result<(WitDecision, ViewResult), CallFailure> {
+        let budget = self.host.settings.deadline;
+        let deadline = self.host.epoch.ticks(budget);
         let Some((store, policy)) = self.loaded[idx].instance.as_mut() else {
-            return Err(("no instance".into(), false));
+            return Err(CallFailure::Trap("no instance".into()));
         };
         let own = store
             .data_mut()
             .table
             .push(view)
-            .map_err(|e| (e.to_string(), false))?;
+            .map_err(|e| CallFailure::Trap(e.to_string()))?;
         let borrow = Resource::<RequestView>::new_borrow(own.rep());
         let _running = self.host.epoch.enter();
+        store.data_mut().call = CallClock::new(budget);
         store.set_epoch_deadline(deadline);
         let result = match failure {
             None => policy.call_on_request(&mut *store, borrow),
@@ -225,11 +254,19 @@ impl PolicyRouter {
         match result {
             Ok(d) => Ok((d, edits)),
             Err(e) => {
+                if let Some(state) = store.data_mut().call.state_failure.take() {
+                    return Err(CallFailure::State(state));
+                }
                 let timeout = matches!(
                     e.downcast_ref::<wasmtime::Trap>(),
                     Some(wasmtime::Trap::Interrupt)
                 );
-                Err((describe_trap(&e), timeout))
+                let message = describe_trap(&e);
+                Err(if timeout {
+                    CallFailure::Timeout(message)
+                } else {
+                    CallFailure::Trap(message)
+                })
             }
         }
     }

@@ -34,7 +34,44 @@ pub struct Config {
     pub tls: TlsSection,
     /// `[dns]`
     pub dns: DnsSection,
+    /// `[state]`
+    pub state: StateSection,
 }
+
+/// `[state]`: where the policy `kv` lives (see `viaduct_policy::state`):
+/// in this process, or in a Redis shared by several instances.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StateSection {
+    /// "memory" (this process only) or "redis".
+    pub backend: String,
+    /// The Redis server: `redis://[user:password@]host:port/db`.
+    /// `VIADUCT_STATE_URL` overrides it (keep passwords out of files).
+    pub url: String,
+    /// Bound of one Redis call, in milliseconds.
+    pub timeout_ms: u64,
+    /// Put before every key in Redis.
+    pub prefix: String,
+    /// When a state call fails: "open" (the policy sees an empty state) or
+    /// "closed" (the request gets 503 with Retry-After: 5).
+    pub on_error: String,
+}
+
+impl Default for StateSection {
+    fn default() -> Self {
+        let redis = viaduct_policy::state::RedisSettings::default();
+        StateSection {
+            backend: "memory".into(),
+            url: redis.url,
+            timeout_ms: redis.timeout.as_millis() as u64,
+            prefix: redis.prefix,
+            on_error: "open".into(),
+        }
+    }
+}
+
+/// The environment variable that overrides `state.url`.
+pub const STATE_URL_ENV: &str = "VIADUCT_STATE_URL";
 
 /// `[tls]`: certificates for `tls:` and `wss:` listeners and TLS next hops
 /// (see `tls.rs`). Paths are PEM files; empty means "not configured".
@@ -398,8 +435,12 @@ impl Config {
         Ok(config)
     }
 
-    /// Environment overrides: `VIADUCT_ADMIN_TOKEN`, `VIADUCT_AUTH_SECRET`.
+    /// Environment overrides: `VIADUCT_ADMIN_TOKEN`, `VIADUCT_AUTH_SECRET`,
+    /// `VIADUCT_STATE_URL`.
     pub fn apply_env(&mut self) {
+        if let Some(url) = std::env::var_os(STATE_URL_ENV) {
+            self.state.url = url.to_string_lossy().into_owned();
+        }
         if let Some(token) = std::env::var_os(ADMIN_TOKEN_ENV) {
             self.admin.token = token.to_string_lossy().into_owned();
         }
@@ -487,6 +528,22 @@ impl Config {
             }
         }
         crate::auth::validate(&self.auth)?;
+        let st = &self.state;
+        match st.backend.as_str() {
+            "memory" => {}
+            "redis" => viaduct_policy::state::RedisState::check_url(&st.url)
+                .map_err(|e| anyhow::anyhow!("state.url: {e}"))?,
+            other => bail!("state.backend must be \"memory\" or \"redis\" (got {other:?})"),
+        }
+        if !matches!(st.on_error.as_str(), "open" | "closed") {
+            bail!(
+                "state.on_error must be \"open\" or \"closed\" (got {:?})",
+                st.on_error
+            );
+        }
+        if st.timeout_ms == 0 {
+            bail!("state.timeout_ms must be > 0");
+        }
         for target in &self.routing.targets {
             let uri = viaduct_sip::Uri::parse(target.as_bytes())
                 .map_err(|_| anyhow::anyhow!("routing.targets: {target:?} is not a SIP URI"))?;
@@ -602,6 +659,30 @@ impl Config {
         })
     }
 
+    /// The state backend from `[state]`.
+    pub fn state_backend(&self) -> viaduct_policy::state::Backend {
+        let st = &self.state;
+        match st.backend.as_str() {
+            "redis" => {
+                viaduct_policy::state::Backend::Redis(viaduct_policy::state::RedisSettings {
+                    url: st.url.clone(),
+                    timeout: Duration::from_millis(st.timeout_ms),
+                    prefix: st.prefix.clone(),
+                })
+            }
+            _ => viaduct_policy::state::Backend::Memory,
+        }
+    }
+
+    /// What a failed state call does, from `state.on_error`.
+    pub fn state_on_error(&self) -> viaduct_policy::state::OnError {
+        if self.state.on_error == "closed" {
+            viaduct_policy::state::OnError::Closed
+        } else {
+            viaduct_policy::state::OnError::Open
+        }
+    }
+
     /// Trusted source networks.
     pub fn trusted_sources(&self) -> Vec<(std::net::IpAddr, u8)> {
         self.policy
@@ -691,6 +772,34 @@ mod tests {
             .contains("tls.key_file"));
         let dns: Config = toml::from_str("[dns]\nservers = [\"127.0.0.1\"]").unwrap();
         assert!(dns.check().unwrap_err().to_string().contains("dns.servers"));
+        for (toml, field) in [
+            ("[state]\nbackend = \"etcd\"", "state.backend"),
+            (
+                "[state]\nbackend = \"redis\"\nurl = \"http://127.0.0.1\"",
+                "state.url",
+            ),
+            (
+                "[state]\nbackend = \"redis\"\nurl = \"redis://\"",
+                "state.url",
+            ),
+            ("[state]\non_error = \"maybe\"", "state.on_error"),
+            ("[state]\ntimeout_ms = 0", "state.timeout_ms"),
+        ] {
+            let c: Config = toml::from_str(toml).unwrap();
+            let e = c.check().unwrap_err().to_string();
+            assert!(e.contains(field), "{toml}: {e}");
+        }
+        let redis: Config =
+            toml::from_str("[state]\nbackend = \"redis\"\non_error = \"closed\"").unwrap();
+        redis.check().unwrap();
+        assert!(matches!(
+            redis.state_backend(),
+            viaduct_policy::state::Backend::Redis(r) if r.prefix == "viaduct:" && r.timeout == Duration::from_millis(50)
+        ));
+        assert_eq!(
+            redis.state_on_error(),
+            viaduct_policy::state::OnError::Closed
+        );
         let wss = "wss:[::1]:8443".parse::<ListenAddr>().unwrap();
         assert_eq!(wss.transport, Transport::Wss);
         let open: Config = toml::from_str("[admin]\nlisten = \"127.0.0.2:9060\"").unwrap();

@@ -147,6 +147,17 @@ fn run(cli: Cli) -> Result<()> {
                 config.policy.file, version.hash
             );
         }
+        if let viaduct_policy::state::Backend::Redis(redis) = config.state_backend() {
+            // Unreachable is not invalid: the proxy starts and fails open or closed.
+            let state = viaduct_policy::state::RedisState::open(redis)?;
+            match state.ping() {
+                Ok(()) => println!("state: Redis {} answers", state.server()),
+                Err(e) => println!(
+                    "state: {e} (the proxy would start anyway, failing {})",
+                    config.state.on_error
+                ),
+            }
+        }
         println!(
             "config OK: listening on {}",
             config.server.listen.join(", ")
@@ -253,8 +264,11 @@ async fn serve(config: Config, workers: usize) -> Result<()> {
     // The policy must load before we take traffic: a broken file at start-up is an error.
     let reloader = match config.policy_settings() {
         Some(settings) => {
-            let host = viaduct_policy::PolicyHost::new(settings)
-                .map_err(|e| anyhow::anyhow!("policy engine: {e:#}"))?;
+            // Redis down is no reason not to start: it connects in the background.
+            let state = viaduct_policy::state::open(&config.state_backend())?;
+            let host =
+                viaduct_policy::PolicyHost::with_state(settings, state, config.state_on_error())
+                    .map_err(|e| anyhow::anyhow!("policy engine: {e:#}"))?;
             let host_for_load = host.clone();
             tokio::task::spawn_blocking(move || host_for_load.reload()).await??;
             Some(Arc::new(reload::Reloader::new(host)))

@@ -1,19 +1,32 @@
 //! What each wasmtime `Store` carries, and what all stores share.
 
-use crate::kv::Kv;
+use crate::state::{MemoryState, OnError, State, StateError};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use wasmtime::component::ResourceTable;
 use wasmtime::StoreLimits;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 /// Shared by every instance of every policy version.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Shared {
-    /// The `kv` import.
-    pub kv: Kv,
+    /// The `kv` import's backend.
+    pub kv: Arc<dyn State>,
+    /// What a failed `kv` call does to the policy call.
+    pub on_kv_error: OnError,
     /// The `metrics` import.
     pub counters: Counters,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared {
+            kv: Arc::new(MemoryState::default()),
+            on_kv_error: OnError::Open,
+            counters: Counters::default(),
+        }
+    }
 }
 
 /// A counter's identity: its name and its labels, sorted.
@@ -42,16 +55,48 @@ impl Counters {
 }
 
 /// The data of one store: one instance of one policy version on one worker.
-pub struct State {
+pub struct StoreData {
     pub(crate) table: ResourceTable,
     pub(crate) wasi: WasiCtx,
     pub(crate) limits: StoreLimits,
     pub(crate) shared: Arc<Shared>,
     /// `name@version` for log lines.
     pub(crate) label: String,
+    /// The running call's: when it started, its budget of guest time, the
+    /// time spent blocked in `kv` calls (not guest time: see
+    /// `PolicyHost::new_store`), and the `kv` failure that aborted it
+    /// under [`OnError::Closed`].
+    pub(crate) call: CallClock,
 }
 
-impl WasiView for State {
+/// Guest time accounting of the running call.
+#[derive(Debug)]
+pub(crate) struct CallClock {
+    pub(crate) started: Instant,
+    pub(crate) budget: Duration,
+    pub(crate) in_kv: Duration,
+    pub(crate) state_failure: Option<StateError>,
+}
+
+impl CallClock {
+    pub(crate) fn new(budget: Duration) -> Self {
+        CallClock {
+            started: Instant::now(),
+            budget,
+            in_kv: Duration::ZERO,
+            state_failure: None,
+        }
+    }
+
+    /// Guest time left: the budget less the time since the start that was
+    /// not spent in `kv` calls.
+    pub(crate) fn left(&self) -> Duration {
+        let guest = self.started.elapsed().saturating_sub(self.in_kv);
+        self.budget.saturating_sub(guest)
+    }
+}
+
+impl WasiView for StoreData {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
             ctx: &mut self.wasi,
