@@ -43,8 +43,10 @@ use viaduct_proxy::{FlowId, Transmit, Transport};
 
 pub use stream::accept;
 
-/// Messages queued for one connection before sends to it are dropped.
-const CONNECTION_QUEUE: usize = 1024;
+/// Messages queued for one connection before sends to it are dropped (and
+/// reported to their transactions). Memory is taken as messages queue, not
+/// up front; one trunk connection may carry thousands of calls.
+const CONNECTION_QUEUE: usize = 8192;
 /// How long an outbound TCP connect (and TLS handshake) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 

@@ -12,6 +12,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use viaduct_proxy::{Incoming, Transport};
 
+/// Bytes gathered from a connection's queue into one write.
+const WRITE_BATCH: usize = 64 * 1024;
+
 /// Accepts connections on a listener of `transport` and runs each.
 pub async fn accept(
     listener: TcpListener,
@@ -145,11 +148,25 @@ pub(super) fn run<S>(
     let (mut read, mut write) = tokio::io::split(stream);
     let (closed_tx, mut closed_rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
+        let mut batch = BytesMut::with_capacity(WRITE_BATCH);
         loop {
             tokio::select! {
                 data = rx.recv() => {
                     let Some(data) = data else { break };
-                    if let Err(e) = write.write_all(&data).await {
+                    // Everything queued goes out in one write (one TLS record,
+                    // one syscall) rather than one per message: a trunk's one
+                    // connection carries every call's messages, and per-message
+                    // writes let its queue fill under load (examples/bench/README.md, TLS).
+                    batch.extend_from_slice(&data);
+                    while batch.len() < WRITE_BATCH {
+                        match rx.try_recv() {
+                            Ok(more) => batch.extend_from_slice(&more),
+                            Err(_) => break,
+                        }
+                    }
+                    let written = write.write_all(&batch).await;
+                    batch.clear();
+                    if let Err(e) = written {
                         tracing::debug!(%peer, error = %e, "write failed");
                         break;
                     }

@@ -90,14 +90,22 @@ where
         let mut ping =
             tokio::time::interval_at(tokio::time::Instant::now() + ping_every, ping_every);
         loop {
-            let frame = tokio::select! {
+            let first = tokio::select! {
                 data = rx.recv() => match data {
                     Some(data) => frame(data),
                     None => break,
                 },
                 _ = ping.tick() => Message::Ping(Bytes::new()),
             };
-            if let Err(e) = sink.send(frame).await {
+            // Queue every frame waiting, then flush once (as stream.rs batches writes).
+            let mut sent = sink.feed(first).await;
+            while sent.is_ok() {
+                match rx.try_recv() {
+                    Ok(data) => sent = sink.feed(frame(data)).await,
+                    Err(_) => break,
+                }
+            }
+            if let Err(e) = sent.and(sink.flush().await) {
                 tracing::debug!(%peer, error = %e, "websocket write failed");
                 break;
             }
