@@ -52,12 +52,18 @@ pub struct AdminState {
     pub token: Option<String>,
 }
 
-/// Serves the admin port until the process exits.
-pub async fn serve(addr: SocketAddr, state: Arc<AdminState>) -> anyhow::Result<()> {
+/// Binds the admin port (`admin.listen`).
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("binding admin.listen {addr}: {e}"))?;
     tracing::info!("admin on http://{addr}");
+    Ok(listener)
+}
+
+/// Serves the admin API on a listener from [`bind`] until the process
+/// exits; connections that arrived in between wait in its backlog.
+pub fn serve(listener: TcpListener, state: Arc<AdminState>) {
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
@@ -71,7 +77,6 @@ pub async fn serve(addr: SocketAddr, state: Arc<AdminState>) -> anyhow::Result<(
             });
         }
     });
-    Ok(())
 }
 
 /// One answer: status, content type, body.

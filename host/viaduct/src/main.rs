@@ -280,6 +280,12 @@ async fn serve(config: Config, workers: usize) -> Result<()> {
         auth::authenticator(&config.auth, reloader.as_ref().map(|r| r.host.clone()))?;
     // Per-target drain: the admin port writes, every worker's core reads.
     let target_states = Arc::new(viaduct_proxy::TargetStates::default());
+    // The admin port is bound before any worker answers SIP: whoever sees the
+    // proxy answer (a test, an orchestrator) can reach /health and /metrics.
+    let admin_listener = match config.admin.listen.as_str() {
+        "" => None,
+        listen => Some(admin::bind(listen.parse()?).await?),
+    };
     for ((index, rx), udp) in receivers.into_iter().enumerate().zip(udp) {
         let router: Box<dyn viaduct_proxy::Router> = match &reloader {
             Some(r) => Box::new(viaduct_policy::PolicyRouter::new(
@@ -351,14 +357,13 @@ async fn serve(config: Config, workers: usize) -> Result<()> {
         )
         .with_transports(tls.clone(), connections.clone()),
     );
-    if !config.admin.listen.is_empty() {
-        let addr = config.admin.listen.parse()?;
+    if let Some(listener) = admin_listener {
         let state = admin::AdminState {
             ops: ops.clone(),
             registry: metrics::registry(ops.clone()),
             token: config.admin.token(),
         };
-        admin::serve(addr, Arc::new(state)).await?;
+        admin::serve(listener, Arc::new(state));
     }
     match &reloader {
         Some(_) => tracing::info!(workers, policy = %config.policy.file, "viaduct ready"),
