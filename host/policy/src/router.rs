@@ -332,6 +332,8 @@ fn convert(d: WitDecision) -> Decision {
                         WitTransport::Wss => Transport::Wss,
                     }),
                     timeout: t.timeout_ms.map(|ms| Duration::from_millis(u64::from(ms))),
+                    request_uri: None,
+                    route: Vec::new(),
                 })
                 .collect(),
         ),

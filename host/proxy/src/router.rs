@@ -112,6 +112,13 @@ pub struct Target {
     pub transport: Option<Transport>,
     /// How long to wait for a final response before failing over (defaults to Timer C / Timer F).
     pub timeout: Option<Duration>,
+    /// The Request-URI of this branch (a registered contact, §16.6 step 2);
+    /// `None` keeps the request's (after the router's edits).
+    pub request_uri: Option<String>,
+    /// Route values (`<sip:host;lr>`) this branch carries ahead of the
+    /// received ones (a registered Path, RFC 3327 §5.3). When `uri` is
+    /// empty the branch goes where the first of them points.
+    pub route: Vec<String>,
 }
 
 impl Target {
@@ -121,6 +128,8 @@ impl Target {
             uri: uri.into(),
             transport: None,
             timeout: None,
+            request_uri: None,
+            route: Vec::new(),
         }
     }
 }
@@ -133,6 +142,10 @@ pub enum Decision {
     /// Try these targets in order; the next is tried on 408, 503 or timeout
     /// (or when [`Router::on_failure`] says so).
     Forward(Vec<Target>),
+    /// Try these targets at once (parallel forking, §16.7): the first 2xx
+    /// goes upstream and the other branches are cancelled; when all fail,
+    /// the best final response does.
+    Fork(Vec<Target>),
     /// Answer with this status (3xx-6xx), reason and extra header lines (`Name: value`).
     Reject {
         /// Status code.

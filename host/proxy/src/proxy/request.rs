@@ -153,7 +153,8 @@ impl Proxy {
                 Some(t) => [t].into(),
                 None => return self.respond_stateless(msg, inc, 404, reason_phrase(404), &[]),
             },
-            Decision::Forward(t) if !t.is_empty() => match self.target_states.filter(t) {
+            // TODO(fork): parallel branches; serial until then.
+            Decision::Forward(t) | Decision::Fork(t) if !t.is_empty() => match self.target_states.filter(t) {
                 Filtered::Targets(t, skipped) => {
                     count!(self.stats.targets_skipped, skipped as u64);
                     t.into_iter().map(Attempt::from).collect()
@@ -165,7 +166,7 @@ impl Proxy {
                     return self.respond_stateless(msg, inc, code, reason, &[retry]);
                 }
             },
-            Decision::Forward(_) => {
+            Decision::Forward(_) | Decision::Fork(_) => {
                 return self.respond_stateless(msg, inc, 500, "No Targets", &[]);
             }
             Decision::Reject {

@@ -269,7 +269,7 @@ impl Proxy {
             // Serial failover goes on only for failures another target may not have.
             Decision::Continue | Decision::Relay if matches!(code, 408 | 503) => {}
             Decision::Continue | Decision::Relay => ctx.targets.clear(),
-            Decision::Forward(t) => match self.target_states.filter(t) {
+            Decision::Forward(t) | Decision::Fork(t) => match self.target_states.filter(t) {
                 Filtered::Targets(t, skipped) => {
                     count!(self.stats.targets_skipped, skipped as u64);
                     ctx.targets = t.into_iter().map(super::context::Attempt::from).collect();
