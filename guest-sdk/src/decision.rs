@@ -1,4 +1,5 @@
-//! What a policy answers: forward, reject, redirect, relay, drop, next.
+//! What a policy answers: forward, fork, reject, redirect, relay, drop,
+//! next, challenge, register.
 
 use crate::request::Transport;
 use crate::wit::viaduct::policy::types as raw;
@@ -19,6 +20,8 @@ pub struct Target {
     uri: String,
     transport: Option<Transport>,
     timeout_ms: Option<u32>,
+    request_uri: Option<String>,
+    route: Vec<String>,
 }
 
 impl Target {
@@ -29,6 +32,44 @@ impl Target {
             uri: uri.into(),
             transport: None,
             timeout_ms: None,
+            request_uri: None,
+            route: Vec::new(),
+        }
+    }
+
+    /// The Request-URI this branch carries (a contact from
+    /// [`registrar::lookup`](crate::registrar::lookup) has it set already);
+    /// by default the request's own.
+    pub fn request_uri(mut self, uri: impl Into<String>) -> Self {
+        self.request_uri = Some(uri.into());
+        self
+    }
+
+    /// Adds a Route value (`<sip:10.0.0.7;lr>`) this branch carries ahead of
+    /// the received ones. With an empty target URI the branch goes where the
+    /// first Route points.
+    pub fn route(mut self, value: impl Into<String>) -> Self {
+        self.route.push(value.into());
+        self
+    }
+
+    /// The Request-URI of this branch, if set.
+    pub fn branch_request_uri(&self) -> Option<&str> {
+        self.request_uri.as_deref()
+    }
+
+    /// The Route values of this branch.
+    pub fn routes(&self) -> &[String] {
+        &self.route
+    }
+
+    pub(crate) fn from_raw(t: raw::Target) -> Self {
+        Target {
+            uri: t.uri,
+            transport: t.transport.map(Transport::from_raw),
+            timeout_ms: t.timeout_ms,
+            request_uri: t.request_uri,
+            route: t.route,
         }
     }
 
@@ -55,6 +96,8 @@ impl Target {
             uri: self.uri,
             transport: self.transport.map(Transport::into_raw),
             timeout_ms: self.timeout_ms,
+            request_uri: self.request_uri,
+            route: self.route,
         }
     }
 }
@@ -73,6 +116,7 @@ pub struct Decision(Kind);
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Kind {
     Forward(Vec<Target>),
+    Fork(Vec<Target>),
     Reject {
         code: u16,
         reason: String,
@@ -83,6 +127,7 @@ enum Kind {
     Drop,
     Next,
     Challenge(String),
+    Register,
 }
 
 impl Decision {
@@ -108,6 +153,38 @@ impl Decision {
     /// Tries these targets in order, each with its own transport and timeout.
     pub fn forward_targets(targets: impl IntoIterator<Item = Target>) -> Self {
         Decision(Kind::Forward(targets.into_iter().collect()))
+    }
+
+    /// Tries these targets at once (parallel forking, RFC 3261 §16.7): the
+    /// first 2xx goes back to the caller and the other branches are
+    /// cancelled; when every branch fails, the best final response does.
+    ///
+    /// ```no_run
+    /// use viaduct_guest_sdk::{registrar, Decision};
+    ///
+    /// // Ring every phone of the user at once.
+    /// let d = match registrar::lookup("sip:bob@example.com") {
+    ///     Ok(contacts) if !contacts.is_empty() => Decision::fork(contacts),
+    ///     Ok(_) => Decision::reject(480, "Temporarily Unavailable"),
+    ///     Err(_) => Decision::reject(503, "Service Unavailable"),
+    /// };
+    /// # let _ = d;
+    /// ```
+    pub fn fork(targets: impl IntoIterator<Item = Target>) -> Self {
+        Decision(Kind::Fork(targets.into_iter().collect()))
+    }
+
+    /// REGISTER only: the host acts as the registrar (RFC 3261 §10.3),
+    /// stores the Contact bindings of the To AOR in the shared state and
+    /// answers 200 with the current bindings. Authenticate first with
+    /// [`Decision::challenge`] (a REGISTER is challenged with 401).
+    pub fn register() -> Self {
+        Decision(Kind::Register)
+    }
+
+    /// Whether this is a register.
+    pub fn is_register(&self) -> bool {
+        matches!(self.0, Kind::Register)
     }
 
     /// Answers with this status (3xx-6xx; anything else becomes 500) and
@@ -183,12 +260,17 @@ impl Decision {
         self
     }
 
-    /// The targets, if this is a forward.
+    /// The targets, if this is a forward or a fork.
     pub fn targets(&self) -> Option<&[Target]> {
         match &self.0 {
-            Kind::Forward(t) => Some(t),
+            Kind::Forward(t) | Kind::Fork(t) => Some(t),
             _ => None,
         }
+    }
+
+    /// Whether this is a fork.
+    pub fn is_fork(&self) -> bool {
+        matches!(self.0, Kind::Fork(_))
     }
 
     /// The status code, if this is a reject.
@@ -232,6 +314,7 @@ impl Decision {
             Kind::Forward(t) => {
                 raw::Decision::Forward(t.into_iter().map(Target::into_raw).collect())
             }
+            Kind::Fork(t) => raw::Decision::Fork(t.into_iter().map(Target::into_raw).collect()),
             Kind::Reject {
                 code,
                 reason,
@@ -246,6 +329,7 @@ impl Decision {
             Kind::Drop => raw::Decision::Drop,
             Kind::Next => raw::Decision::Continue,
             Kind::Challenge(realm) => raw::Decision::Challenge(realm),
+            Kind::Register => raw::Decision::Register,
         }
     }
 }

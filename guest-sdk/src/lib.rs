@@ -29,12 +29,12 @@
 //! ```
 //!
 //! Build it with `cargo build --release --target wasm32-wasip2`: the
-//! `cdylib` that comes out is a component of the `viaduct:policy/policy@0.2.0`
+//! `cdylib` that comes out is a component of the `viaduct:policy/policy@0.3.0`
 //! world, ready for `viaduct --policy`.
 //!
 //! What this crate does not do: it does not run anything by itself, keep state
 //! across instances (use [`kv`]), or make network calls. The host functions
-//! ([`log`], [`metrics`], [`kv`], [`clock`]) only work inside Viaduct; on a
+//! ([`log`], [`metrics`], [`kv`], [`registrar`], [`clock`]) only work inside Viaduct; on a
 //! native target they compile (so `cargo test` and `cargo clippy` work on
 //! policy crates) but panic when called.
 #![deny(missing_docs)]
@@ -48,6 +48,7 @@ pub mod export;
 pub mod kv;
 pub mod log;
 pub mod metrics;
+pub mod registrar;
 mod request;
 
 pub use cidr::Cidr;

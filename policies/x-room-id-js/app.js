@@ -8,7 +8,7 @@
 //
 // The same behaviour, on the wire, as the Rust reference `policies/x-room-id`.
 
-import { randomU64 } from 'viaduct:policy/clock@0.2.0';
+import { randomU64 } from 'viaduct:policy/clock@0.3.0';
 
 // The `backends` of the config, tried in order. Module state lives as long as
 // the instance (one per proxy worker and policy version).

@@ -83,7 +83,7 @@ fn check_loads_the_policy() {
         (
             policies.join("bad-world.wasm"),
             false,
-            "not a viaduct:policy@0.2.0 policy",
+            "not a viaduct:policy@0.3.0 policy",
         ),
     ];
     for (policy, want_ok, word) in cases {

@@ -1,5 +1,6 @@
 //! Host side of the `viaduct:policy` world: generated bindings and the
-//! import implementations (request resource, log, metrics, kv, clock).
+//! import implementations (request resource, log, metrics, kv, registrar,
+//! clock).
 
 use crate::request::RequestView;
 use crate::state::{OnError, State, StateError};
@@ -18,12 +19,13 @@ wasmtime::component::bindgen!({
         "viaduct:policy/types": trappable,
         // Under `on_error = "closed"` a failed state call aborts the policy call.
         "viaduct:policy/kv": trappable,
+        "viaduct:policy/registrar": trappable,
     },
 });
 
-pub use viaduct::policy::types::{Level, Transport as WitTransport};
+pub use viaduct::policy::types::{KvError, Level, Target as WitTarget, Transport as WitTransport};
 
-use viaduct::policy::{clock, kv, log, metrics, types};
+use viaduct::policy::{clock, kv, log, metrics, registrar, types};
 
 impl StoreData {
     fn view(&self, r: &Resource<RequestView>) -> wasmtime::Result<&RequestView> {
@@ -166,19 +168,19 @@ impl metrics::Host for StoreData {
 
 impl StoreData {
     /// One `kv` call: timed (it is not guest time), and on failure either
-    /// `fallback` (fail open) or a trap that the router answers with 503
-    /// (fail closed). The backend has counted and logged the failure.
+    /// the error, for the policy to decide (fail open), or a trap that the
+    /// router answers with 503 (fail closed). The backend has counted and
+    /// logged the failure.
     fn kv_call<T>(
         &mut self,
-        fallback: T,
         call: impl FnOnce(&dyn State) -> Result<T, StateError>,
-    ) -> wasmtime::Result<T> {
+    ) -> wasmtime::Result<Result<T, KvError>> {
         let started = Instant::now();
         let result = call(&*self.shared.kv);
         self.call.in_kv += started.elapsed();
         match (result, self.shared.on_kv_error) {
-            (Ok(v), _) => Ok(v),
-            (Err(_), OnError::Open) => Ok(fallback),
+            (Ok(v), _) => Ok(Ok(v)),
+            (Err(e), OnError::Open) => Ok(Err(kv_error(e))),
             (Err(e), OnError::Closed) => {
                 self.call.state_failure = Some(e.clone());
                 Err(wasmtime::Error::new(e))
@@ -187,21 +189,50 @@ impl StoreData {
     }
 }
 
-/// The WIT `kv` carries no errors (yet): a failure is an empty state to
-/// the policy, or aborts it (see [`OnError`]).
+fn kv_error(e: StateError) -> KvError {
+    match e {
+        StateError::Unavailable(m) => KvError::Unavailable(m),
+        StateError::Timeout(m) => KvError::Timeout(m),
+    }
+}
+
 impl kv::Host for StoreData {
-    fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
-        self.kv_call(None, |kv| kv.get(key.as_bytes()))
+    fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, KvError>> {
+        self.kv_call(|kv| kv.get(key.as_bytes()))
     }
-    fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u32>) -> wasmtime::Result<()> {
-        self.kv_call((), |kv| kv.set(key.as_bytes(), value, ttl(ttl_ms)))
+    fn set(
+        &mut self,
+        key: String,
+        value: Vec<u8>,
+        ttl_ms: Option<u32>,
+    ) -> wasmtime::Result<Result<(), KvError>> {
+        self.kv_call(|kv| kv.set(key.as_bytes(), value, ttl(ttl_ms)))
     }
-    fn increment(&mut self, key: String, delta: i64, ttl_ms: Option<u32>) -> wasmtime::Result<i64> {
-        // Failing open, a counter is fresh: a rate limit lets the call through.
-        self.kv_call(delta, |kv| kv.increment(key.as_bytes(), delta, ttl(ttl_ms)))
+    fn increment(
+        &mut self,
+        key: String,
+        delta: i64,
+        ttl_ms: Option<u32>,
+    ) -> wasmtime::Result<Result<i64, KvError>> {
+        self.kv_call(|kv| kv.increment(key.as_bytes(), delta, ttl(ttl_ms)))
     }
-    fn delete(&mut self, key: String) -> wasmtime::Result<()> {
-        self.kv_call((), |kv| kv.delete(key.as_bytes()))
+    fn compare_and_swap(
+        &mut self,
+        key: String,
+        expected: Option<Vec<u8>>,
+        new: Vec<u8>,
+        ttl_ms: Option<u32>,
+    ) -> wasmtime::Result<Result<bool, KvError>> {
+        self.kv_call(|kv| kv.compare_and_swap(key.as_bytes(), expected, new, ttl(ttl_ms)))
+    }
+    fn delete(&mut self, key: String) -> wasmtime::Result<Result<(), KvError>> {
+        self.kv_call(|kv| kv.delete(key.as_bytes()))
+    }
+}
+
+impl registrar::Host for StoreData {
+    fn lookup(&mut self, aor: String) -> wasmtime::Result<Result<Vec<types::Target>, KvError>> {
+        self.kv_call(|kv| crate::registrar_glue::lookup(kv, &aor))
     }
 }
 

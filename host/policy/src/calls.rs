@@ -38,6 +38,8 @@ pub enum CallOutcome {
     Continue,
     /// `challenge`
     Challenge,
+    /// `register`
+    Register,
     /// A trap, memory exhaustion or a failed instantiation: the fail action applied.
     Error,
     /// The epoch deadline passed: the fail action applied.
@@ -48,7 +50,7 @@ pub enum CallOutcome {
 
 impl CallOutcome {
     /// Every outcome, in index order.
-    pub const ALL: [CallOutcome; 10] = [
+    pub const ALL: [CallOutcome; 11] = [
         CallOutcome::Forward,
         CallOutcome::Reject,
         CallOutcome::Redirect,
@@ -56,6 +58,7 @@ impl CallOutcome {
         CallOutcome::Drop,
         CallOutcome::Continue,
         CallOutcome::Challenge,
+        CallOutcome::Register,
         CallOutcome::Error,
         CallOutcome::Timeout,
         CallOutcome::StateUnavailable,
@@ -71,6 +74,7 @@ impl CallOutcome {
             CallOutcome::Drop => "drop",
             CallOutcome::Continue => "continue",
             CallOutcome::Challenge => "challenge",
+            CallOutcome::Register => "register",
             CallOutcome::Error => "error",
             CallOutcome::Timeout => "timeout",
             CallOutcome::StateUnavailable => "state_unavailable",

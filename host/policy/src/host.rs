@@ -62,7 +62,7 @@ pub enum LoadError {
         message: String,
     },
     /// A component for another world or version (imports we do not provide, exports missing).
-    #[error("{path} is not a viaduct:policy@0.2.0 policy: {message}")]
+    #[error("{path} is not a viaduct:policy@0.3.0 policy: {message}")]
     Link {
         /// The file.
         path: PathBuf,

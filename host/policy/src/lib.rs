@@ -1,4 +1,4 @@
-//! The Wasm policy host: runs `viaduct:policy@0.2.0` components (see
+//! The Wasm policy host: runs `viaduct:policy@0.3.0` components (see
 //! `wit/policy.wit`) as the proxy core's [`viaduct_proxy::Router`].
 //!
 //! * [`PolicyHost`] owns the wasmtime engine (Cranelift, component model,
@@ -39,6 +39,7 @@ mod cache;
 mod calls;
 mod epoch;
 mod host;
+mod registrar_glue;
 mod request;
 mod router;
 pub mod state;

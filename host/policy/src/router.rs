@@ -307,7 +307,8 @@ impl Router for PolicyRouter {
 
 fn outcome_of(d: &WitDecision) -> CallOutcome {
     match d {
-        WitDecision::Forward(_) => CallOutcome::Forward,
+        WitDecision::Forward(_) | WitDecision::Fork(_) => CallOutcome::Forward,
+        WitDecision::Register => CallOutcome::Register,
         WitDecision::Reject(_) => CallOutcome::Reject,
         WitDecision::Redirect(_) => CallOutcome::Redirect,
         WitDecision::Relay => CallOutcome::Relay,
@@ -317,26 +318,30 @@ fn outcome_of(d: &WitDecision) -> CallOutcome {
     }
 }
 
+/// A WIT target as the proxy core takes it.
+pub(crate) fn target(t: crate::bindings::WitTarget) -> Target {
+    Target {
+        uri: t.uri,
+        transport: t.transport.map(|t| match t {
+            WitTransport::Udp => Transport::Udp,
+            WitTransport::Tcp => Transport::Tcp,
+            WitTransport::Tls => Transport::Tls,
+            WitTransport::Ws => Transport::Ws,
+            WitTransport::Wss => Transport::Wss,
+        }),
+        timeout: t.timeout_ms.map(|ms| Duration::from_millis(u64::from(ms))),
+        request_uri: t.request_uri,
+        route: t.route,
+    }
+}
+
 fn convert(d: WitDecision) -> Decision {
     match d {
-        WitDecision::Forward(targets) => Decision::Forward(
-            targets
-                .into_iter()
-                .map(|t| Target {
-                    uri: t.uri,
-                    transport: t.transport.map(|t| match t {
-                        WitTransport::Udp => Transport::Udp,
-                        WitTransport::Tcp => Transport::Tcp,
-                        WitTransport::Tls => Transport::Tls,
-                        WitTransport::Ws => Transport::Ws,
-                        WitTransport::Wss => Transport::Wss,
-                    }),
-                    timeout: t.timeout_ms.map(|ms| Duration::from_millis(u64::from(ms))),
-                    request_uri: None,
-                    route: Vec::new(),
-                })
-                .collect(),
-        ),
+        WitDecision::Forward(targets) => {
+            Decision::Forward(targets.into_iter().map(target).collect())
+        }
+        WitDecision::Fork(targets) => Decision::Fork(targets.into_iter().map(target).collect()),
+        WitDecision::Register => Decision::Register,
         WitDecision::Reject(r) => Decision::Reject {
             code: r.code,
             reason: r.reason,

@@ -19,6 +19,6 @@ pub use proxy::{
     METHODS,
 };
 pub use router::{
-    Decision, RequestEdits, RouteRequest, Router, StaticRouter, Target, Transport,
-    PROTECTED_HEADERS,
+    Decision, Registrar, RegistrarAnswer, Registration, RequestEdits, RouteRequest, Router,
+    StaticRouter, Target, Transport, PROTECTED_HEADERS,
 };

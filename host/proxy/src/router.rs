@@ -169,6 +169,46 @@ pub enum Decision {
         /// The realm named in `Proxy-Authenticate`.
         realm: String,
     },
+    /// REGISTER only: hand the request to the [`Registrar`] set with
+    /// `Proxy::set_registrar` and send its answer (500 without one).
+    Register,
+}
+
+/// A REGISTER the router accepted, as [`Registrar::register`] sees it.
+#[derive(Debug)]
+pub struct Registration<'m, 'a> {
+    /// The parsed REGISTER.
+    pub message: &'m Message<'a>,
+    /// Where it came from.
+    pub source: SocketAddr,
+    /// How it came.
+    pub transport: Transport,
+    /// For a REGISTER that came on a connection (TCP, TLS, WS, WSS): a Route
+    /// value naming this instance and that connection,
+    /// `<sip:ft-…@IP:PORT;lr;ob;transport=ws>`. Stored at the top of the
+    /// binding's Path, it brings requests for the contact (from any
+    /// instance) back here and onto the connection (RFC 5626 §5.3, the
+    /// `ob` parameter marking an edge's flow).
+    pub flow_route: Option<String>,
+}
+
+/// The final answer to a REGISTER: 200 with the bindings, or a failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrarAnswer {
+    /// Status code.
+    pub code: u16,
+    /// Reason phrase.
+    pub reason: String,
+    /// Header lines, `Name: value`, without CRLF (`Contact`, `Min-Expires`...).
+    pub headers: Vec<String>,
+}
+
+/// The registrar behind [`Decision::Register`] (RFC 3261 §10.3). The
+/// policy host implements it on the shared state, so bindings stored by
+/// one instance are found by all.
+pub trait Registrar: Send + Sync {
+    /// Stores the bindings of one REGISTER and says what to answer.
+    fn register(&self, registration: &Registration<'_, '_>) -> RegistrarAnswer;
 }
 
 /// Edits the router asks for on the forwarded request; applied to the bytes

@@ -51,7 +51,9 @@ impl Policy for MediaBridge {
             req.call_id(),
             req.header("CSeq").unwrap_or_default()
         );
-        let failed = kv::increment(&key, 1, FAILURE_COUNT_TTL);
+        // With the state down, every failure counts as the first: go on
+        // through the list, which is bounded anyway.
+        let failed = kv::increment(&key, 1, FAILURE_COUNT_TTL).unwrap_or(1);
         if failed < self.bridges.len() as i64 {
             return Decision::next();
         }

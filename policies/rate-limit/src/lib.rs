@@ -30,7 +30,11 @@ impl Policy for RateLimit {
             let source = req
                 .source_ip()
                 .map_or_else(|| "unknown".into(), |ip| ip.to_string());
-            let calls = kv::increment(&key(&source, clock::now_ms()), 1, Duration::from_secs(2));
+            // Fails open: with the shared state down (Redis), calls pass
+            // uncounted rather than all being refused. Under
+            // `[state] on_error = "closed"` the host answers 503 instead.
+            let calls = kv::increment(&key(&source, clock::now_ms()), 1, Duration::from_secs(2))
+                .unwrap_or(1);
             if calls > self.calls_per_second {
                 metrics::counter("rate_limited", &[], 1);
                 return Decision::reject(503, "Rate Limited").with_header("Retry-After", "1");

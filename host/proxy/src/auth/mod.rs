@@ -247,10 +247,9 @@ pub fn unix_now() -> u64 {
 fn find_credentials(msg: &Message<'_>, realm: &str) -> Option<Result<Credentials, &'static str>> {
     let bytes = msg.bytes();
     let mut broken = false;
+    let wanted = credentials_header(msg);
     for h in msg.headers() {
-        if h.name != HeaderName::Other
-            || !bytes[h.name_span.clone()].eq_ignore_ascii_case(b"Proxy-Authorization")
-        {
+        if h.name != HeaderName::Other || !bytes[h.name_span.clone()].eq_ignore_ascii_case(wanted) {
             continue;
         }
         let Ok(value) = std::str::from_utf8(&bytes[h.value_span.clone()]) else {
@@ -263,7 +262,24 @@ fn find_credentials(msg: &Message<'_>, realm: &str) -> Option<Result<Credentials
             None => broken = true,
         }
     }
-    broken.then_some(Err("Malformed Proxy-Authorization"))
+    broken.then_some(Err(if wanted == b"Authorization" {
+        "Malformed Authorization"
+    } else {
+        "Malformed Proxy-Authorization"
+    }))
+}
+
+/// Where a request carries its credentials. A REGISTER is answered by this
+/// host as the registrar, which challenges with 401 and `WWW-Authenticate`,
+/// so the UA answers in `Authorization` (RFC 3261 §22.2, §10.3 step 6);
+/// everything else is challenged as a proxy: 407, `Proxy-Authorization`
+/// (§22.3).
+pub fn credentials_header(msg: &Message<'_>) -> &'static [u8] {
+    if msg.method() == Some(viaduct_sip::Method::Register) {
+        b"Authorization"
+    } else {
+        b"Proxy-Authorization"
+    }
 }
 
 /// RFC 7616 §3.4.6: the digest-uri must name the Request-URI. The same

@@ -276,6 +276,8 @@ pub struct Proxy {
     draining: bool,
     /// Digest authentication, when configured ([`crate::auth`]).
     auth: Option<Arc<Authenticator>>,
+    /// Where [`Decision::Register`] goes (the policy host's, on the shared state).
+    registrar: Option<Arc<dyn crate::router::Registrar>>,
     /// Drained next hops, shared with the other workers and the admin port.
     target_states: Arc<TargetStates>,
     /// Signs the flow tokens in our Record-Route (`flow_token.rs`); the same for every worker.
@@ -313,6 +315,7 @@ impl Proxy {
             tag_seed: rand::random(),
             draining: false,
             auth: None,
+            registrar: None,
             target_states: Arc::default(),
             flow_key: flow_token::FlowKey::random(),
             dns: dns::Lookups::default(),
@@ -336,6 +339,12 @@ impl Proxy {
     /// and read the credentials' user ([`RouteRequest::authenticate`](crate::RouteRequest::authenticate)).
     pub fn set_authenticator(&mut self, auth: Arc<Authenticator>) {
         self.auth = Some(auth);
+    }
+
+    /// The registrar that answers REGISTERs the router returns
+    /// [`Decision::Register`] for.
+    pub fn set_registrar(&mut self, registrar: Arc<dyn crate::router::Registrar>) {
+        self.registrar = Some(registrar);
     }
 
     /// Replaces the router; transactions in flight keep going (their failover

@@ -121,7 +121,11 @@ impl Proxy {
             return self.respond_stateless(msg, inc, 503, "Draining", &[RETRY_AFTER]);
         }
         let mut policy_version = 0;
-        let decision = if in_dialog {
+        // A request that came back on a registered Path's flow entry was
+        // routed already (by the instance that looked the contact up): it
+        // only has to go over that connection.
+        let via_registered_flow = plan.flow.is_some() && received_routes > 0;
+        let decision = if in_dialog || via_registered_flow {
             Decision::Relay
         } else {
             let mut req = RouteRequest {
@@ -136,6 +140,9 @@ impl Proxy {
             let d = self.router.route(&mut req);
             if let Decision::Challenge { realm } = &d {
                 return self.challenge(msg, inc, &mut req, realm);
+            }
+            if d == Decision::Register {
+                return self.register(msg, inc, method);
             }
             if let Some((_, check)) = &req.auth_check {
                 if check.user().is_some() {
@@ -154,18 +161,20 @@ impl Proxy {
                 None => return self.respond_stateless(msg, inc, 404, reason_phrase(404), &[]),
             },
             // TODO(fork): parallel branches; serial until then.
-            Decision::Forward(t) | Decision::Fork(t) if !t.is_empty() => match self.target_states.filter(t) {
-                Filtered::Targets(t, skipped) => {
-                    count!(self.stats.targets_skipped, skipped as u64);
-                    t.into_iter().map(Attempt::from).collect()
+            Decision::Forward(t) | Decision::Fork(t) if !t.is_empty() => {
+                match self.target_states.filter(t) {
+                    Filtered::Targets(t, skipped) => {
+                        count!(self.stats.targets_skipped, skipped as u64);
+                        t.into_iter().map(Attempt::from).collect()
+                    }
+                    Filtered::AllInactive => {
+                        count!(self.stats.all_targets_inactive);
+                        all_inactive_logged(self.stats.all_targets_inactive);
+                        let (code, reason, retry) = ALL_INACTIVE;
+                        return self.respond_stateless(msg, inc, code, reason, &[retry]);
+                    }
                 }
-                Filtered::AllInactive => {
-                    count!(self.stats.all_targets_inactive);
-                    all_inactive_logged(self.stats.all_targets_inactive);
-                    let (code, reason, retry) = ALL_INACTIVE;
-                    return self.respond_stateless(msg, inc, code, reason, &[retry]);
-                }
-            },
+            }
             Decision::Forward(_) | Decision::Fork(_) => {
                 return self.respond_stateless(msg, inc, 500, "No Targets", &[]);
             }
@@ -188,7 +197,7 @@ impl Proxy {
                 self.stats.drop(DropReason::PolicyDrop);
                 return;
             }
-            Decision::Challenge { .. } => return,
+            Decision::Challenge { .. } | Decision::Register => return,
         };
 
         // Now stateful: a server transaction absorbs retransmissions from here on.
@@ -279,9 +288,66 @@ impl Proxy {
                 return self.respond_stateless(msg, inc, 400, why, &[]);
             }
         };
-        let lines = auth.challenge(realm, stale, crate::auth::unix_now(), rand::random());
+        let mut lines = auth.challenge(realm, stale, crate::auth::unix_now(), rand::random());
+        // A REGISTER is ours to answer as the registrar: 401 (§22.2), not 407.
+        let code = if msg.method() == Some(Method::Register) {
+            for l in &mut lines {
+                if let Some(rest) = l.strip_prefix("Proxy-Authenticate:") {
+                    *l = format!("WWW-Authenticate:{rest}");
+                }
+            }
+            401
+        } else {
+            407
+        };
         let extra: Vec<&str> = lines.iter().map(String::as_str).collect();
-        self.respond_stateless(msg, inc, 407, reason_phrase(407), &extra);
+        self.respond_stateless(msg, inc, code, reason_phrase(code), &extra);
+    }
+
+    /// [`Decision::Register`]: the registrar stores the bindings and says
+    /// what to answer. Answered without a transaction, as rejects are: a
+    /// retransmitted REGISTER is registered again, which leaves the same
+    /// bindings (same Call-ID and CSeq, §10.3 step 7).
+    fn register(&mut self, msg: &Message<'_>, inc: &Incoming, method: Method) {
+        let Some(registrar) = self
+            .registrar
+            .clone()
+            .filter(|_| method == Method::Register)
+        else {
+            tracing::error!(
+                method = method.as_str(),
+                "the policy returned register for a request the registrar cannot take; answering 500"
+            );
+            let why = if method == Method::Register {
+                "Registrar Not Configured"
+            } else {
+                "Register Needs REGISTER"
+            };
+            return self.respond_stateless(msg, inc, 500, why, &[]);
+        };
+        let flow_route = match (inc.flow, inc.transport.is_reliable()) {
+            (Some(flow), true) => self.listener_for(inc.transport, inc.source).map(|l| {
+                let token = self.flow_key.encode(flow, inc.source);
+                let mut v = Vec::with_capacity(96);
+                super::push_record_route(&mut v, l.listener, Some(&token));
+                // `Record-Route: <sip:…;lr;transport=ws>\r\n` → `<sip:…;lr;ob;transport=ws>`
+                let text = String::from_utf8_lossy(&v);
+                let value = text
+                    .trim_start_matches("Record-Route: ")
+                    .trim_end()
+                    .replacen(";lr", ";lr;ob", 1);
+                value
+            }),
+            _ => None,
+        };
+        let answer = registrar.register(&crate::router::Registration {
+            message: msg,
+            source: inc.source,
+            transport: inc.transport,
+            flow_route,
+        });
+        let extra: Vec<&str> = answer.headers.iter().map(String::as_str).collect();
+        self.respond_stateless(msg, inc, answer.code, &answer.reason, &extra);
     }
 
     fn retransmission(
@@ -460,7 +526,12 @@ impl Proxy {
         // Its entry is the first of ours in a request from that caller (its
         // Route set is our Record-Route reversed) and the last in a request
         // toward it, which must go over that connection (`flow_token.rs`).
-        plan.flow = routes[..ours].iter().skip(1).find_map(|r| {
+        // An entry with `ob` came from a registered Path (`register`): it
+        // always points toward the registered UA's connection.
+        plan.flow = routes[..ours].iter().enumerate().find_map(|(i, r)| {
+            if i == 0 && !r.uri.params.has("ob") {
+                return None;
+            }
             let (flow, addr) = self.flow_key.decode(r.uri.user?)?;
             let transport = Transport::from_token(r.uri.transport()?)?;
             Some(Hop {

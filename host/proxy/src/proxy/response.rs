@@ -310,8 +310,10 @@ impl Proxy {
             }
             Decision::Drop => ctx.targets.clear(),
             // The request was let through already; a challenge now is a policy bug.
-            Decision::Challenge { .. } => {
-                tracing::warn!("policy answered challenge from on-failure; ending the failover");
+            Decision::Challenge { .. } | Decision::Register => {
+                tracing::warn!(
+                    "policy answered challenge or register from on-failure; ending the failover"
+                );
                 ctx.targets.clear();
             }
         }
