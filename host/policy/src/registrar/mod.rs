@@ -46,7 +46,9 @@
 //!   add bindings beyond [`RegistrarSettings::max_contacts`] (retrying will
 //!   not help, so not 503, which also stays distinct from an outage); 503
 //!   with `Retry-After: 5` when the state fails or stays contended, as
-//!   [`OnError::Closed`](crate::state::OnError::Closed) answers.
+//!   [`OnError::Closed`](crate::state::OnError::Closed) answers, and when
+//!   the AOR's record is in a newer format (written by a later version
+//!   sharing the state: never overwritten by one that cannot read it).
 //! * **q** is kept in thousandths; a binding without one sorts as `q=1`.
 //!
 //! Not here: the Request-URI domain check, `Require`, authentication and
@@ -218,7 +220,10 @@ impl Registrar {
                 Ok(old) => old,
                 Err(e) => return state_failed(&req.aor, &e),
             };
-            let before = decode(old.as_deref(), now_ms);
+            let Some(before) = decode(old.as_deref(), now_ms) else {
+                // Written by a newer instance: do not overwrite what we cannot read.
+                return Outcome::unavailable();
+            };
             let live_before = before.len();
             let after = match apply(&req, source, before, now_ms) {
                 Ok(after) => after,
@@ -267,7 +272,9 @@ impl Registrar {
             return Ok(Vec::new());
         };
         let stored = self.state.get(&key(&aor))?;
-        Ok(best_first(decode(stored.as_deref(), now_ms)))
+        Ok(best_first(
+            decode(stored.as_deref(), now_ms).unwrap_or_default(),
+        ))
     }
 }
 
@@ -329,30 +336,43 @@ fn key(aor: &str) -> Vec<u8> {
     format!("reg:{aor}").into_bytes()
 }
 
-/// The live bindings in a stored value. A value this version cannot read
-/// counts as no bindings (and the next REGISTER replaces it).
-fn decode(stored: Option<&[u8]>, now_ms: u64) -> Vec<Binding> {
+/// The live bindings in a stored value. A value that does not parse counts
+/// as no bindings (the next REGISTER replaces it); one in a newer format
+/// (an instance of a later version sharing the state) is `None`.
+fn decode(stored: Option<&[u8]>, now_ms: u64) -> Option<Vec<Binding>> {
     let Some(bytes) = stored else {
-        return Vec::new();
+        return Some(Vec::new());
     };
     match serde_json::from_slice::<Record>(bytes) {
         Ok(record) if record.v == FORMAT => {
             let mut bindings = record.bindings;
             bindings.retain(|b| b.contact.expires_at_ms > now_ms);
-            bindings
+            Some(bindings)
         }
-        Ok(record) => {
-            tracing::warn!(
-                version = record.v,
-                "registrar: stored bindings in an unknown format"
-            );
-            Vec::new()
-        }
+        Ok(Record { v, .. }) => other_format(v),
         Err(e) => {
-            tracing::warn!(error = %e, "registrar: unreadable stored bindings");
-            Vec::new()
+            // A later format may change more than the fields: ask its version alone.
+            #[derive(Deserialize)]
+            struct Version {
+                v: u32,
+            }
+            match serde_json::from_slice::<Version>(bytes) {
+                Ok(Version { v }) if v != FORMAT => other_format(v),
+                _ => {
+                    tracing::warn!(error = %e, "registrar: unreadable stored bindings");
+                    Some(Vec::new())
+                }
+            }
         }
     }
+}
+
+fn other_format(version: u32) -> Option<Vec<Binding>> {
+    tracing::warn!(
+        version,
+        "registrar: stored bindings in a format this version cannot read"
+    );
+    None
 }
 
 /// The value to store and its TTL: the longest remaining binding plus the margin.

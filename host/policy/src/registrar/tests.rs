@@ -473,6 +473,25 @@ fn an_unreadable_stored_value_counts_as_empty() {
     assert_eq!(uris(&r, BOB, T0), vec!["sip:bob@h1"]);
 }
 
+#[test]
+fn bindings_in_a_newer_format_are_not_overwritten() {
+    let r = registrar();
+    let newer = br#"{"v":2,"bindings":[],"more":1}"#.to_vec();
+    r.state.set(&key(BOB), newer.clone(), None).unwrap();
+    let out = send(&r, 1, &["Contact: <sip:bob@h1>"], T0);
+    assert_eq!(rejected(&out).0, 503);
+    assert_eq!(r.state.get(&key(BOB)).unwrap(), Some(newer));
+    assert!(r.lookup(BOB, T0).unwrap().is_empty());
+    // Even when the rest of it is not what this version expects.
+    let newer = br#"{"v":3,"bindings":{"sip:bob@h1":{}}}"#.to_vec();
+    r.state.set(&key(BOB), newer.clone(), None).unwrap();
+    assert_eq!(
+        rejected(&send(&r, 1, &["Contact: <sip:bob@h1>"], T0)).0,
+        503
+    );
+    assert_eq!(r.state.get(&key(BOB)).unwrap(), Some(newer));
+}
+
 /// A backend that is down.
 #[derive(Debug)]
 struct Down;
