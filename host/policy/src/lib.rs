@@ -18,6 +18,9 @@
 //!   `Retry-After: 5` ([`state::OnError::Closed`]); time blocked in `kv`
 //!   does not count against the call deadline (each call has the backend's
 //!   own timeout).
+//! * [`registrar`] keeps REGISTER bindings (RFC 3261 §10.3, RFC 3327 Path)
+//!   in that same state, for the host to answer REGISTER and for a policy's
+//!   `lookup`.
 //!
 //! Instance strategy, measured with `cargo bench -p viaduct-policy --bench
 //! policy_call` (x-room-id, one `on-request` including building the request
@@ -39,6 +42,7 @@ mod cache;
 mod calls;
 mod epoch;
 mod host;
+pub mod registrar;
 mod registrar_glue;
 mod request;
 mod router;
