@@ -232,7 +232,8 @@ impl kv::Host for StoreData {
 
 impl registrar::Host for StoreData {
     fn lookup(&mut self, aor: String) -> wasmtime::Result<Result<Vec<types::Target>, KvError>> {
-        self.kv_call(|kv| crate::registrar_glue::lookup(kv, &aor))
+        let registrar = self.shared.registrar.clone();
+        self.kv_call(|_| crate::registrar_glue::lookup(&registrar, &aor))
     }
 }
 

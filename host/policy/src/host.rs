@@ -3,6 +3,7 @@
 
 use crate::bindings::{Policy, PolicyPre};
 use crate::epoch::Epoch;
+use crate::registrar::{Registrar, RegistrarSettings};
 use crate::state::{ErrorCounts, MemoryState, OnError, State};
 use crate::store::{CallClock, Shared, StoreData};
 use arc_swap::ArcSwapOption;
@@ -140,6 +141,17 @@ impl PolicyHost {
         state: Arc<dyn State>,
         on_error: OnError,
     ) -> wasmtime::Result<Arc<Self>> {
+        Self::with_registrar(settings, state, on_error, RegistrarSettings::default())
+    }
+
+    /// [`PolicyHost::with_state`] with the registrar's expiry limits (the
+    /// `[registrar]` config section); its bindings live in `state` too.
+    pub fn with_registrar(
+        settings: PolicySettings,
+        state: Arc<dyn State>,
+        on_error: OnError,
+        registrar: RegistrarSettings,
+    ) -> wasmtime::Result<Arc<Self>> {
         let mut config = wasmtime::Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
@@ -156,6 +168,7 @@ impl PolicyHost {
             linker,
             settings,
             shared: Arc::new(Shared {
+                registrar: Arc::new(Registrar::new(state.clone(), registrar)),
                 kv: state,
                 on_kv_error: on_error,
                 counters: Default::default(),
@@ -168,6 +181,14 @@ impl PolicyHost {
             last_error: Default::default(),
         });
         Ok(host)
+    }
+
+    /// The registrar behind the `register` decision, for the proxy core
+    /// (`Proxy::set_registrar`).
+    pub fn registrar(&self) -> Arc<dyn viaduct_proxy::Registrar> {
+        Arc::new(crate::registrar_glue::HostRegistrar(
+            self.shared.registrar.clone(),
+        ))
     }
 
     /// A value of the policy `kv` (shared by all versions), for the host's own

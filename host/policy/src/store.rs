@@ -1,5 +1,6 @@
 //! What each wasmtime `Store` carries, and what all stores share.
 
+use crate::registrar::Registrar;
 use crate::state::{MemoryState, OnError, State, StateError};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,6 +12,8 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 /// Shared by every instance of every policy version.
 #[derive(Debug)]
 pub struct Shared {
+    /// The registrar's bindings (on the same state as `kv`).
+    pub registrar: Arc<Registrar>,
     /// The `kv` import's backend.
     pub kv: Arc<dyn State>,
     /// What a failed `kv` call does to the policy call.
@@ -21,8 +24,10 @@ pub struct Shared {
 
 impl Default for Shared {
     fn default() -> Self {
+        let kv: Arc<dyn State> = Arc::new(MemoryState::default());
         Shared {
-            kv: Arc::new(MemoryState::default()),
+            registrar: Arc::new(Registrar::new(kv.clone(), Default::default())),
+            kv,
             on_kv_error: OnError::Open,
             counters: Counters::default(),
         }

@@ -36,6 +36,35 @@ pub struct Config {
     pub dns: DnsSection,
     /// `[state]`
     pub state: StateSection,
+    /// `[registrar]`
+    pub registrar: RegistrarSection,
+}
+
+/// `[registrar]`: the limits of the bindings the `register` decision
+/// stores (RFC 3261 §10.3); the bindings live in `[state]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistrarSection {
+    /// Shorter non-zero expiries get `423 Interval Too Brief`, seconds.
+    pub min_expires: u32,
+    /// Longer expiries are shortened to this, seconds.
+    pub max_expires: u32,
+    /// The expiry of a contact that asks for none, seconds.
+    pub default_expires: u32,
+    /// Contacts per address-of-record; more get 403.
+    pub max_contacts: usize,
+}
+
+impl Default for RegistrarSection {
+    fn default() -> Self {
+        let d = viaduct_policy::registrar::RegistrarSettings::default();
+        RegistrarSection {
+            min_expires: d.min_expires,
+            max_expires: d.max_expires,
+            default_expires: d.default_expires,
+            max_contacts: d.max_contacts,
+        }
+    }
 }
 
 /// `[state]`: where the policy `kv` lives (see `viaduct_policy::state`):
@@ -675,6 +704,25 @@ impl Config {
     }
 
     /// What a failed state call does, from `state.on_error`.
+    /// The `[registrar]` limits, checked.
+    pub fn registrar_settings(&self) -> Result<viaduct_policy::registrar::RegistrarSettings> {
+        let r = &self.registrar;
+        if r.min_expires > r.default_expires || r.default_expires > r.max_expires {
+            bail!(
+                "registrar: need min_expires <= default_expires <= max_expires (got {} / {} / {})",
+                r.min_expires,
+                r.default_expires,
+                r.max_expires
+            );
+        }
+        Ok(viaduct_policy::registrar::RegistrarSettings {
+            min_expires: r.min_expires,
+            max_expires: r.max_expires,
+            default_expires: r.default_expires,
+            max_contacts: r.max_contacts,
+        })
+    }
+
     pub fn state_on_error(&self) -> viaduct_policy::state::OnError {
         if self.state.on_error == "closed" {
             viaduct_policy::state::OnError::Closed

@@ -266,9 +266,13 @@ async fn serve(config: Config, workers: usize) -> Result<()> {
         Some(settings) => {
             // Redis down is no reason not to start: it connects in the background.
             let state = viaduct_policy::state::open(&config.state_backend())?;
-            let host =
-                viaduct_policy::PolicyHost::with_state(settings, state, config.state_on_error())
-                    .map_err(|e| anyhow::anyhow!("policy engine: {e:#}"))?;
+            let host = viaduct_policy::PolicyHost::with_registrar(
+                settings,
+                state,
+                config.state_on_error(),
+                config.registrar_settings()?,
+            )
+            .map_err(|e| anyhow::anyhow!("policy engine: {e:#}"))?;
             let host_for_load = host.clone();
             tokio::task::spawn_blocking(move || host_for_load.reload()).await??;
             Some(Arc::new(reload::Reloader::new(host)))
@@ -297,6 +301,9 @@ async fn serve(config: Config, workers: usize) -> Result<()> {
         let mut proxy = Proxy::new(proxy_config.clone(), router);
         if let Some(a) = &authenticator {
             proxy.set_authenticator(a.clone());
+        }
+        if let Some(r) = &reloader {
+            proxy.set_registrar(r.host.registrar());
         }
         proxy.set_target_states(target_states.clone());
         proxy.set_flow_key(flow_key);

@@ -36,10 +36,14 @@
 //!   and only to a UA that sent `Supported: path` (RFC 3327 §5.3).
 //! * **sips.** Folded into `sip:` in the AOR (see [`canonical_aor`]).
 //! * **Call-ID and CSeq** (§10.3 steps 6-7): a binding whose stored Call-ID
-//!   is the request's and whose stored CSeq is not lower than the request's
+//!   is the request's and whose stored CSeq is higher than the request's
 //!   makes the whole request fail, nothing committed: `500 Out-of-Order
 //!   REGISTER` ("the update MUST be aborted and the request fails"; 500 is
 //!   §10.3's code for a failed update). A different Call-ID always updates.
+//!   The *same* Call-ID and CSeq as a stored binding is the REGISTER that
+//!   wrote it, retransmitted (the host answers REGISTER without a server
+//!   transaction): nothing changes and it gets the current bindings, as a
+//!   transaction layer would have answered it.
 //! * **Codes.** 400 naming the bad header; 423 with `Min-Expires` for a
 //!   non-zero interval below the minimum (one above the maximum is
 //!   shortened); 403 `Too Many Registered Contacts` when a REGISTER would
@@ -286,7 +290,16 @@ fn apply(
     mut bindings: Vec<Binding>,
     now_ms: u64,
 ) -> Result<Vec<Binding>, Outcome> {
-    let stale = |b: &Binding| b.call_id == req.call_id && req.cseq <= b.cseq;
+    // The REGISTER that wrote a binding, again: a retransmission (the host
+    // answers REGISTER without a transaction, so a UDP retransmission whose
+    // 200 was lost arrives here). It changes nothing and gets the bindings.
+    if bindings
+        .iter()
+        .any(|b| b.call_id == req.call_id && b.cseq == req.cseq)
+    {
+        return Ok(bindings);
+    }
+    let stale = |b: &Binding| b.call_id == req.call_id && req.cseq < b.cseq;
     let out_of_order = || Outcome::reject(500, "Out-of-Order REGISTER", Vec::new());
     let asked = match &req.contacts {
         Asked::Query => return Ok(bindings),
