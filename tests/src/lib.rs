@@ -17,6 +17,7 @@
 mod dnsmasq;
 mod http;
 mod json;
+mod redis;
 mod roomkit;
 mod sipp;
 mod viaduct;
@@ -37,6 +38,7 @@ use nix::unistd::Pid;
 pub use dnsmasq::Dnsmasq;
 pub use http::{http_post_json, http_request, http_request_with, HttpResponse, HTTP_BOUND};
 pub use json::Json;
+pub use redis::RedisServer;
 pub use roomkit::roomkit_python;
 pub use sipp::{
     assert_all_calls_ok, traced_messages, Role, Sipp, SippProcess, SippRun, TracedMessage,
