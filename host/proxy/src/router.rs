@@ -113,11 +113,16 @@ pub struct Target {
     /// How long to wait for a final response before failing over (defaults to Timer C / Timer F).
     pub timeout: Option<Duration>,
     /// The Request-URI of this branch (a registered contact, §16.6 step 2);
-    /// `None` keeps the request's (after the router's edits).
+    /// `None` keeps the request's (after the router's edits). It must be a
+    /// `sip:`/`sips:` URI: otherwise the target is unusable (a 503 from it).
     pub request_uri: Option<String>,
-    /// Route values (`<sip:host;lr>`) this branch carries ahead of the
-    /// received ones (a registered Path, RFC 3327 §5.3). When `uri` is
-    /// empty the branch goes where the first of them points.
+    /// Route values (`<sip:host;lr>`, one per entry) this branch carries
+    /// ahead of the received ones, or of the Route set left after our own
+    /// entries came off (a registered Path, RFC 3327 §5.3). When `uri` is
+    /// empty the branch goes where the first of them points. They are taken
+    /// as loose routes: a first value without `;lr` is not given the
+    /// strict-routing rewrite of §16.6 step 6. A value that is not a SIP
+    /// name-addr makes the target unusable (a 503 from it).
     pub route: Vec<String>,
 }
 

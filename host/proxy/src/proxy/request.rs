@@ -154,18 +154,20 @@ impl Proxy {
                 None => return self.respond_stateless(msg, inc, 404, reason_phrase(404), &[]),
             },
             // TODO(fork): parallel branches; serial until then.
-            Decision::Forward(t) | Decision::Fork(t) if !t.is_empty() => match self.target_states.filter(t) {
-                Filtered::Targets(t, skipped) => {
-                    count!(self.stats.targets_skipped, skipped as u64);
-                    t.into_iter().map(Attempt::from).collect()
+            Decision::Forward(t) | Decision::Fork(t) if !t.is_empty() => {
+                match self.target_states.filter(t) {
+                    Filtered::Targets(t, skipped) => {
+                        count!(self.stats.targets_skipped, skipped as u64);
+                        t.into_iter().map(Attempt::from).collect()
+                    }
+                    Filtered::AllInactive => {
+                        count!(self.stats.all_targets_inactive);
+                        all_inactive_logged(self.stats.all_targets_inactive);
+                        let (code, reason, retry) = ALL_INACTIVE;
+                        return self.respond_stateless(msg, inc, code, reason, &[retry]);
+                    }
                 }
-                Filtered::AllInactive => {
-                    count!(self.stats.all_targets_inactive);
-                    all_inactive_logged(self.stats.all_targets_inactive);
-                    let (code, reason, retry) = ALL_INACTIVE;
-                    return self.respond_stateless(msg, inc, code, reason, &[retry]);
-                }
-            },
+            }
             Decision::Forward(_) | Decision::Fork(_) => {
                 return self.respond_stateless(msg, inc, 500, "No Targets", &[]);
             }
@@ -563,7 +565,8 @@ impl Proxy {
             match started {
                 Ok(()) => return,
                 Err(e) => {
-                    tracing::warn!(target = %target.uri, "target unusable: {e}");
+                    let uri = next_hop::target_uri(&target).unwrap_or_default();
+                    tracing::warn!(target = %uri, "target unusable: {e}");
                     if let Some(ctx) = self.servers.get_mut(&server).and_then(|e| e.ctx.as_mut()) {
                         ctx.record(Best::Local(503));
                     }
@@ -581,8 +584,9 @@ impl Proxy {
         server: TxId,
         target: &Target,
     ) -> Result<Option<Hop>, NextHopError> {
-        let uri =
-            viaduct_sip::Uri::parse(target.uri.as_bytes()).map_err(|_| NextHopError::Scheme)?;
+        let uri = next_hop::target_uri(target)
+            .and_then(|u| viaduct_sip::Uri::parse(u.as_bytes()).ok())
+            .ok_or(NextHopError::Scheme)?;
         let query = match next_hop::resolve(&uri, target.transport)? {
             Resolved::Addr(addr, transport) => {
                 return Ok(Some(Hop {
@@ -622,6 +626,11 @@ impl Proxy {
     ) -> Result<(), NextHopError> {
         let timers = self.config.timers;
         let timer_c = self.config.timer_c;
+        if (target.request_uri.is_some() || !target.route.is_empty())
+            && !next_hop::target_fields_valid(target)
+        {
+            return Err(NextHopError::Malformed);
+        }
         let out = self
             .listener_for(destination.transport, destination.addr)
             .ok_or(NextHopError::Transport)?;
@@ -658,9 +667,9 @@ impl Proxy {
             }
         }
         let forwarded = match received {
-            Some(msg) => forwarded_request(msg, ctx.source, &ctx.plan, &head),
+            Some(msg) => forwarded_request(msg, ctx.source, &ctx.plan, Some(target), &head),
             None => match Message::parse(&ctx.request, viaduct_sip::Framing::Datagram) {
-                Ok(msg) => forwarded_request(&msg, ctx.source, &ctx.plan, &head),
+                Ok(msg) => forwarded_request(&msg, ctx.source, &ctx.plan, Some(target), &head),
                 Err(_) => return Ok(()),
             },
         };
@@ -762,7 +771,7 @@ impl Proxy {
         head.extend_from_slice(&out.via);
         branch::push_branch(&mut head, branch::stateless_hash(msg), 0);
         head.extend_from_slice(b"\r\n");
-        let data = forwarded_request(msg, inc.source, &plan, &head);
+        let data = forwarded_request(msg, inc.source, &plan, None, &head);
         tracing::debug!(to = %dest, "forwarding without a transaction:\n{}", String::from_utf8_lossy(&data));
         self.send(data, dest, transport, hop.flow);
     }
@@ -820,19 +829,24 @@ fn server_key(msg: &Message<'_>, method: Method<'_>) -> Vec<u8> {
 /// The received request with this hop's changes (§16.6): `head` (our Via and
 /// Record-Route) first, the previous hop's Via given received/rport (§18.2.1),
 /// Max-Forwards decremented or added, the Route set and Request-URI as planned,
-/// router edits, Content-Length added when the datagram had none.
+/// router edits, Content-Length added when the datagram had none. A branch's
+/// own `target` (when it has one) overrides the Request-URI and puts its Route
+/// values ahead of the planned ones (§16.6 step 2, RFC 3327 §5.3).
 fn forwarded_request(
     msg: &Message<'_>,
     source: std::net::SocketAddr,
     plan: &Plan,
+    target: Option<&Target>,
     head: &[u8],
 ) -> Bytes {
     let buf = msg.bytes();
     let mut e = Editor::new(buf);
-    if let Some(uri) = plan
-        .edits
-        .request_uri
-        .as_deref()
+    let (target_uri, target_routes) = match target {
+        Some(t) => (t.request_uri.as_deref(), t.route.as_slice()),
+        None => (None, &[][..]),
+    };
+    if let Some(uri) = target_uri
+        .or(plan.edits.request_uri.as_deref())
         .or(plan.request_uri.as_deref())
     {
         if let Some(old) = msg.request_uri() {
@@ -854,17 +868,27 @@ fn forwarded_request(
         }
         None => e.insert(msg.headers_end(), b"Max-Forwards: 70\r\n"),
     }
-    if let Some(routes) = &plan.routes {
+    if plan.routes.is_some() || !target_routes.is_empty() {
+        // The planned set replaces the received Route lines; without one they
+        // stay, and the target's values go in one line ahead of them.
         let mut first = None;
         for h in msg.headers().iter().filter(|h| h.name == HeaderName::Route) {
             first.get_or_insert(h.line_span.start);
-            e.remove(h.line_span.clone());
+            if plan.routes.is_some() {
+                e.remove(h.line_span.clone());
+            }
         }
-        if !routes.is_empty() {
+        let planned = plan.routes.as_deref().unwrap_or_default();
+        if !planned.is_empty() || !target_routes.is_empty() {
             let at = first.unwrap_or(msg.headers_end());
             e.replace_with(at..at, |o| {
                 o.extend_from_slice(b"Route: ");
-                o.extend_from_slice(routes.join(", ").as_bytes());
+                for (i, r) in target_routes.iter().chain(planned).enumerate() {
+                    if i > 0 {
+                        o.extend_from_slice(b", ");
+                    }
+                    o.extend_from_slice(r.as_bytes());
+                }
                 o.extend_from_slice(b"\r\n");
             });
         }

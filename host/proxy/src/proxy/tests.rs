@@ -1048,6 +1048,7 @@ mod challenge {
     }
 }
 
+mod per_target;
 mod target_state;
 
 // ---- RFC 3263: next hops named by host --------------------------------------------------
