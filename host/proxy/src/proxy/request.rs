@@ -148,12 +148,12 @@ impl Proxy {
             policy_version = req.version;
             d
         };
+        let fork = matches!(decision, Decision::Fork(_));
         let targets: std::collections::VecDeque<Attempt> = match decision {
             Decision::Relay | Decision::Continue => match self.relay_target(msg, &mut plan) {
                 Some(t) => [t].into(),
                 None => return self.respond_stateless(msg, inc, 404, reason_phrase(404), &[]),
             },
-            // TODO(fork): parallel branches; serial until then.
             Decision::Forward(t) | Decision::Fork(t) if !t.is_empty() => {
                 match self.target_states.filter(t) {
                     Filtered::Targets(t, skipped) => {
@@ -213,7 +213,10 @@ impl Proxy {
             hash,
             plan,
             policy_version,
+            // A fork of one target is a forward (with its DNS failover).
+            fork: fork && targets.len() > 1,
             targets,
+            parked: Vec::new(),
             branches: Vec::new(),
             best: None,
             final_sent: false,
@@ -340,6 +343,12 @@ impl Proxy {
         }
         ctx.cancelled = true;
         ctx.targets.clear();
+        ctx.parked.clear();
+        if !ctx.pending() {
+            // Nothing started yet (waiting for DNS): nothing to cancel downstream.
+            ctx.record(Best::Local(487));
+            return self.send_best(now, invite_id);
+        }
         for b in 0..ctx.branches.len() {
             self.cancel_branch(now, invite_id, b);
         }
@@ -528,7 +537,8 @@ impl Proxy {
         Some(Target::new(uri))
     }
 
-    /// Starts the next target of a context, or sends the best response when none is left.
+    /// Starts the next target of a context (every target left, when
+    /// forking), or sends the best response when none is left.
     /// `received` is the request as parsed on arrival, when the caller has it
     /// (the context keeps the same bytes): parsing it again costs as much as
     /// everything else on a forward.
@@ -545,6 +555,9 @@ impl Proxy {
             let Some(ctx) = entry.ctx.as_mut() else {
                 return;
             };
+            if ctx.fork {
+                return self.fork_branches(now, server, received);
+            }
             let Some(attempt) = ctx.targets.pop_front() else {
                 if !ctx.pending() {
                     self.send_best(now, server);
@@ -564,14 +577,48 @@ impl Proxy {
             };
             match started {
                 Ok(()) => return,
-                Err(e) => {
-                    let uri = next_hop::target_uri(&target).unwrap_or_default();
-                    tracing::warn!(target = %uri, "target unusable: {e}");
-                    if let Some(ctx) = self.servers.get_mut(&server).and_then(|e| e.ctx.as_mut()) {
-                        ctx.record(Best::Local(503));
-                    }
-                }
+                Err(e) => self.target_unusable(server, &target, e),
             }
+        }
+    }
+
+    /// §16.7 parallel forking: a branch for every target at once, each with
+    /// its own branch id and Timer C. A target that waits for DNS is parked
+    /// under its query and gets its branch when the answer comes
+    /// (`dns.rs`); the others do not wait for it. The best response goes up
+    /// once no branch is pending or to come.
+    fn fork_branches(&mut self, now: Instant, server: TxId, received: Option<&Message<'_>>) {
+        // One at a time off the list, so a branch that fails while the
+        // others start sees them still to come (`Context::fork_open`).
+        while let Some(attempt) = self
+            .context_mut(server)
+            .and_then(|ctx| ctx.targets.pop_front())
+        {
+            let target = attempt.target;
+            let hop = match attempt.hop {
+                Some(hop) => Ok(Some(hop)),
+                None => self.hop_for(now, server, &target),
+            };
+            let started = match hop {
+                Ok(Some(hop)) => self.start_branch(now, server, &target, hop, received),
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = started {
+                self.target_unusable(server, &target, e);
+            }
+        }
+        if self.context(server).is_some_and(|c| !c.fork_open()) {
+            self.send_best(now, server);
+        }
+    }
+
+    /// A target whose branch could not start counts as a 503 from it (§16.9).
+    pub(super) fn target_unusable(&mut self, server: TxId, target: &Target, e: NextHopError) {
+        let uri = next_hop::target_uri(target).unwrap_or_default();
+        tracing::warn!(target = %uri, "target unusable: {e}");
+        if let Some(ctx) = self.context_mut(server) {
+            ctx.record(Best::Local(503));
         }
     }
 
@@ -597,26 +644,38 @@ impl Proxy {
             }
             Resolved::Name(query) => query,
         };
+        // A fork target parks under its own query; a serial one at the list's front.
+        let fork_query = self
+            .context(server)
+            .is_some_and(|c| c.fork)
+            .then(|| query.clone());
         let lookup = self.dns.lookup(query, server, now).map_err(|why| {
-            tracing::info!(target = %target.uri, "{why}");
+            tracing::info!(target = %uri.raw, "{why}");
             NextHopError::Unresolved
         })?;
-        let Some(ctx) = self.servers.get_mut(&server).and_then(|e| e.ctx.as_mut()) else {
+        let Some(ctx) = self.context_mut(server) else {
             return Ok(None);
         };
-        match lookup {
-            Lookup::Hops(first, rest) => {
+        match (lookup, fork_query) {
+            // A fork target's branch goes to the best address; the others
+            // are not tried after it (failover is the other branches' job).
+            (Lookup::Hops(first, _), Some(_)) => Ok(Some(first)),
+            (Lookup::Hops(first, rest), None) => {
                 super::dns::expand(&mut ctx.targets, target, first, &rest);
                 Ok(ctx.targets.pop_front().and_then(|a| a.hop))
             }
-            Lookup::Wait => {
+            (Lookup::Wait, Some(query)) => {
+                ctx.parked.push((query, target.clone()));
+                Ok(None)
+            }
+            (Lookup::Wait, None) => {
                 ctx.targets.push_front(Attempt::from(target.clone()));
                 Ok(None)
             }
         }
     }
 
-    fn start_branch(
+    pub(super) fn start_branch(
         &mut self,
         now: Instant,
         server: TxId,

@@ -1048,6 +1048,7 @@ mod challenge {
     }
 }
 
+mod fork;
 mod per_target;
 mod target_state;
 
