@@ -2,7 +2,8 @@
 //!
 //! The core calls [`Router::route`] once for every out-of-dialog request that
 //! passed §16.3 validation, and [`Router::on_failure`] when a forwarded target
-//! failed (serial failover, like Kamailio's `failure_route`). In-dialog
+//! failed (serial failover, like Kamailio's `failure_route`), or when every
+//! branch of a fork failed. In-dialog
 //! requests (To-tag present) never reach the router: they follow their Route
 //! set. The Wasm policy host implements this trait; [`StaticRouter`] is the
 //! built-in default.
@@ -113,11 +114,16 @@ pub struct Target {
     /// How long to wait for a final response before failing over (defaults to Timer C / Timer F).
     pub timeout: Option<Duration>,
     /// The Request-URI of this branch (a registered contact, §16.6 step 2);
-    /// `None` keeps the request's (after the router's edits).
+    /// `None` keeps the request's (after the router's edits). It must be a
+    /// `sip:`/`sips:` URI: otherwise the target is unusable (a 503 from it).
     pub request_uri: Option<String>,
-    /// Route values (`<sip:host;lr>`) this branch carries ahead of the
-    /// received ones (a registered Path, RFC 3327 §5.3). When `uri` is
-    /// empty the branch goes where the first of them points.
+    /// Route values (`<sip:host;lr>`, one per entry) this branch carries
+    /// ahead of the received ones, or of the Route set left after our own
+    /// entries came off (a registered Path, RFC 3327 §5.3). When `uri` is
+    /// empty the branch goes where the first of them points. They are taken
+    /// as loose routes: a first value without `;lr` is not given the
+    /// strict-routing rewrite of §16.6 step 6. A value that is not a SIP
+    /// name-addr makes the target unusable (a 503 from it).
     pub route: Vec<String>,
 }
 
@@ -142,9 +148,19 @@ pub enum Decision {
     /// Try these targets in order; the next is tried on 408, 503 or timeout
     /// (or when [`Router::on_failure`] says so).
     Forward(Vec<Target>),
-    /// Try these targets at once (parallel forking, §16.7): the first 2xx
-    /// goes upstream and the other branches are cancelled; when all fail,
-    /// the best final response does.
+    /// Try these targets at once (parallel forking, §16.7): one branch per
+    /// target, each with its own branch id and timeout (Timer C).
+    /// Provisional responses and every 2xx go upstream; the first 2xx
+    /// cancels the other pending INVITE branches (a branch that has not
+    /// answered yet gets its CANCEL with its first provisional response,
+    /// §9.1; a non-INVITE's other branches just run out). A 6xx cancels the
+    /// others and no branch starts after it. When every branch ended without
+    /// a 2xx, [`Router::on_failure`] is asked once, with the best status so
+    /// far (not after a 6xx), and the best final response goes upstream
+    /// unless it decides otherwise. A fork of one target is a `Forward`. A
+    /// target named by host waits for DNS without holding the others, and
+    /// its branch goes to the first address of the answer only (no failover
+    /// inside a fork target).
     Fork(Vec<Target>),
     /// Answer with this status (3xx-6xx), reason and extra header lines (`Name: value`).
     Reject {
@@ -275,8 +291,11 @@ pub trait Router: Send {
     /// Called once per initial request.
     fn route(&mut self, req: &mut RouteRequest<'_, '_>) -> Decision;
 
-    /// Called when a forwarded target failed with `status` (408 on timeout).
-    /// The default goes on with the next target.
+    /// Called when a forwarded target failed with `status` (408 on timeout),
+    /// or, for a [`Decision::Fork`], once when all its branches failed, with
+    /// the best of their statuses. The default goes on with the next target.
+    /// A `forward` or `fork` answer starts those targets (serially or in
+    /// parallel) in the same response context.
     fn on_failure(&mut self, _req: &mut RouteRequest<'_, '_>, _status: u16) -> Decision {
         Decision::Continue
     }

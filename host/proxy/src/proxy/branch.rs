@@ -5,7 +5,8 @@
 //! request at this hop (method, Request-URI as received, Call-ID, From tag,
 //! To tag, CSeq number), so the same request coming back to us carries a Via
 //! of ours with the same hash (a loop), while a spiral (same request with a
-//! new Request-URI) hashes differently. `n` numbers the serial branches.
+//! new Request-URI) hashes differently. `n` numbers the branches of one
+//! request in the order they start, serial or forked.
 
 use viaduct_sip::{HeaderName, Message};
 

@@ -1,7 +1,9 @@
 //! The response context of one forwarded request (RFC 3261 §16): its
-//! targets, its branches and the best final response so far.
+//! targets, its branches (one at a time, or all at once when forking) and
+//! the best final response so far.
 
 use super::FlowId;
+use crate::dns::DnsQuery;
 use crate::router::{RequestEdits, Target, Transport};
 use bytes::Bytes;
 use std::collections::VecDeque;
@@ -123,7 +125,13 @@ pub(super) struct Context {
     /// The router version that decided; failover asks the same one.
     pub(super) policy_version: u64,
     /// Targets not tried yet (serial failover); the first may wait for DNS.
+    /// When forking, the targets whose branches are being started.
     pub(super) targets: VecDeque<Attempt>,
+    /// Parallel forking (§16.7): every target gets its branch at once, and
+    /// the router's `on_failure` is asked once, when every branch failed.
+    pub(super) fork: bool,
+    /// Forking: targets waiting for DNS, each under its query (`dns.rs`).
+    pub(super) parked: Vec<(DnsQuery, Target)>,
     pub(super) branches: Vec<Branch>,
     pub(super) best: Option<Best>,
     /// A final response went upstream (for INVITE, 2xx may still follow).
@@ -135,6 +143,11 @@ pub(super) struct Context {
 impl Context {
     pub(super) fn pending(&self) -> bool {
         self.branches.iter().any(|b| b.status.is_none())
+    }
+
+    /// A fork still has branches running or to come: its best response waits.
+    pub(super) fn fork_open(&self) -> bool {
+        self.pending() || !self.parked.is_empty() || !self.targets.is_empty()
     }
 
     pub(super) fn record(&mut self, best: Best) {

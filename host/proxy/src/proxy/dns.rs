@@ -12,6 +12,12 @@
 //! when the SRV target of priority 10 dies only the first call waits for its
 //! timeout, and the next calls go straight to priority 20. This memory is
 //! per worker and forgets after `DOWN_FOR`.
+//!
+//! A fork's targets (parallel branches) do not queue behind one another: a
+//! target that waits for DNS is parked under its own query while the others'
+//! branches start, and its branch goes to the first address of the answer
+//! (the other addresses are not tried after it: the fork's other branches
+//! are its alternatives).
 
 use super::context::{Attempt, Hop};
 use super::{Proxy, TxId};
@@ -140,6 +146,11 @@ impl Proxy {
             let Some(ctx) = self.servers.get_mut(&server).and_then(|e| e.ctx.as_mut()) else {
                 continue;
             };
+            if ctx.fork {
+                let first = hops.as_ref().map(|(first, _)| *first);
+                self.resolved_fork(now, server, query, first);
+                continue;
+            }
             // The waiting target is first, unless a CANCEL cleared the list.
             if ctx.targets.front().is_some_and(|a| a.hop.is_none()) {
                 let target = ctx.targets.pop_front().map(|a| a.target);
@@ -150,6 +161,32 @@ impl Proxy {
                 }
             }
             self.next_branch(now, server, None);
+        }
+    }
+}
+
+impl Proxy {
+    /// The fork targets of `server` parked on `query` get their branches
+    /// (to the answer's first address), or count as 503 without one.
+    fn resolved_fork(&mut self, now: Instant, server: TxId, query: &DnsQuery, first: Option<Hop>) {
+        let Some(ctx) = self.context_mut(server) else {
+            return;
+        };
+        let (waited, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut ctx.parked)
+            .into_iter()
+            .partition(|(q, _)| q == query);
+        ctx.parked = rest;
+        for (_, target) in waited {
+            let started = match first {
+                Some(hop) => self.start_branch(now, server, &target, hop, None),
+                None => Err(super::next_hop::NextHopError::Unresolved),
+            };
+            if let Err(e) = started {
+                self.target_unusable(server, &target, e);
+            }
+        }
+        if self.context(server).is_some_and(|c| !c.fork_open()) {
+            self.send_best(now, server);
         }
     }
 }

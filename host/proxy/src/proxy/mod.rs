@@ -13,12 +13,19 @@
 //! `forward` lists ([`TargetStates`]); in-dialog requests (To-tag) follow
 //! their Route set.
 //! Forwarding edits the received bytes (Via, Record-Route, Max-Forwards,
-//! Route, Request-URI) and starts a client transaction per target, one at a
-//! time (serial failover on 408/503/timeout). Responses (§16.7) are matched to
-//! client transactions; provisional and 2xx go upstream at once, other finals
-//! compete for the best response, which is sent when no branch is pending.
+//! Route, Request-URI; a target's own Request-URI and Route values, a
+//! registered contact and Path, go on its branch only) and starts a client
+//! transaction per target: one at a time for `forward` (serial failover on
+//! 408/503/timeout), all at once for `fork` (parallel forking, §16.7).
+//! Responses (§16.7) are matched to client transactions; provisional and
+//! 2xx go upstream at once, and a 2xx cancels every other pending INVITE
+//! branch (a branch without a provisional response yet is cancelled when
+//! one comes, §9.1); other finals compete for the best response, which is
+//! sent when no branch is pending or to come. A fork asks the router's
+//! `on_failure` once, when all its branches failed; a 6xx cancels the other
+//! branches and starts no new one.
 //! CANCEL (§16.10) is answered 200 and propagated to pending branches.
-//! Timer C (§16.8) bounds how long an INVITE branch may ring.
+//! Timer C (§16.8) bounds how long an INVITE branch may ring, per branch.
 //!
 //! State per call is bounded and short-lived. No dialog state is kept:
 //! in-dialog requests are routed by the Route set this proxy's own
@@ -464,6 +471,17 @@ impl Proxy {
     /// Server and client transactions alive (for drain and metrics).
     pub fn transactions(&self) -> (usize, usize) {
         (self.servers.len(), self.clients.len())
+    }
+
+    /// The response context of a server transaction, while it has one.
+    fn context(&self, server: TxId) -> Option<&Context> {
+        self.servers.get(&server).and_then(|e| e.ctx.as_deref())
+    }
+
+    fn context_mut(&mut self, server: TxId) -> Option<&mut Context> {
+        self.servers
+            .get_mut(&server)
+            .and_then(|e| e.ctx.as_deref_mut())
     }
 
     fn alloc_id(&mut self) -> TxId {

@@ -3,9 +3,39 @@
 //! becomes a [`DnsQuery`] that the runtime answers (see `crate::dns`).
 
 use crate::dns::DnsQuery;
-use crate::router::Transport;
+use crate::router::{Target, Transport};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use viaduct_sip::{uri::host_ip, Scheme, Uri, Via};
+use viaduct_sip::{uri::host_ip, NameAddr, Scheme, Uri, Via};
+
+/// The URI that says where a target's branch goes: the target's own, else
+/// (an empty `uri`, as a registered Path gives) its first Route value's
+/// (loose routing, RFC 3261 §16.6 step 7). A first Route without `;lr` is
+/// taken as a loose route too: the branch keeps its Request-URI rather
+/// than getting the strict-routing rewrite of §16.6 step 6.
+pub(crate) fn target_uri(target: &Target) -> Option<&str> {
+    if !target.uri.is_empty() {
+        return Some(&target.uri);
+    }
+    let first = target.route.first()?;
+    NameAddr::parse(first.as_bytes()).map(|na| na.uri.raw)
+}
+
+/// True when a target's own Request-URI and Route values can be written
+/// into a request as they are: SIP or SIPS URIs, nothing that would end a
+/// header line. They come from a policy (a registrar's contacts and Paths,
+/// which came from the wire), so they are checked before they are sent.
+pub(crate) fn target_fields_valid(target: &Target) -> bool {
+    let sip = |uri: &Uri<'_>| matches!(uri.scheme, Scheme::Sip | Scheme::Sips);
+    let line_safe = |s: &str| !s.contains(['\r', '\n']);
+    let ruri_ok = target.request_uri.as_deref().is_none_or(|u| {
+        line_safe(u) && !u.contains(' ') && Uri::parse(u.as_bytes()).is_ok_and(|uri| sip(&uri))
+    });
+    ruri_ok
+        && target
+            .route
+            .iter()
+            .all(|r| line_safe(r) && NameAddr::parse(r.as_bytes()).is_some_and(|na| sip(&na.uri)))
+}
 
 /// Why a next hop cannot be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,6 +46,8 @@ pub(crate) enum NextHopError {
     Unresolved,
     /// A transport this proxy has no listener for, or `sips:` over a plain one.
     Transport,
+    /// A target's own Request-URI or Route values do not parse.
+    Malformed,
 }
 
 impl std::fmt::Display for NextHopError {
@@ -27,6 +59,7 @@ impl std::fmt::Display for NextHopError {
                 "no listener for its transport (a tls/ws/wss next hop needs a listener \
                  of that transport to write in Via and Record-Route; sips: needs TLS)"
             }
+            NextHopError::Malformed => "its request_uri or route values are not SIP URIs",
         })
     }
 }

@@ -155,12 +155,12 @@ impl Proxy {
             policy_version = req.version;
             d
         };
+        let fork = matches!(decision, Decision::Fork(_));
         let targets: std::collections::VecDeque<Attempt> = match decision {
             Decision::Relay | Decision::Continue => match self.relay_target(msg, &mut plan) {
                 Some(t) => [t].into(),
                 None => return self.respond_stateless(msg, inc, 404, reason_phrase(404), &[]),
             },
-            // TODO(fork): parallel branches; serial until then.
             Decision::Forward(t) | Decision::Fork(t) if !t.is_empty() => {
                 match self.target_states.filter(t) {
                     Filtered::Targets(t, skipped) => {
@@ -220,7 +220,10 @@ impl Proxy {
             hash,
             plan,
             policy_version,
+            // A fork of one target is a forward (with its DNS failover).
+            fork: fork && targets.len() > 1,
             targets,
+            parked: Vec::new(),
             branches: Vec::new(),
             best: None,
             final_sent: false,
@@ -404,6 +407,12 @@ impl Proxy {
         }
         ctx.cancelled = true;
         ctx.targets.clear();
+        ctx.parked.clear();
+        if !ctx.pending() {
+            // Nothing started yet (waiting for DNS): nothing to cancel downstream.
+            ctx.record(Best::Local(487));
+            return self.send_best(now, invite_id);
+        }
         for b in 0..ctx.branches.len() {
             self.cancel_branch(now, invite_id, b);
         }
@@ -597,7 +606,8 @@ impl Proxy {
         Some(Target::new(uri))
     }
 
-    /// Starts the next target of a context, or sends the best response when none is left.
+    /// Starts the next target of a context (every target left, when
+    /// forking), or sends the best response when none is left.
     /// `received` is the request as parsed on arrival, when the caller has it
     /// (the context keeps the same bytes): parsing it again costs as much as
     /// everything else on a forward.
@@ -614,6 +624,9 @@ impl Proxy {
             let Some(ctx) = entry.ctx.as_mut() else {
                 return;
             };
+            if ctx.fork {
+                return self.fork_branches(now, server, received);
+            }
             let Some(attempt) = ctx.targets.pop_front() else {
                 if !ctx.pending() {
                     self.send_best(now, server);
@@ -633,13 +646,48 @@ impl Proxy {
             };
             match started {
                 Ok(()) => return,
-                Err(e) => {
-                    tracing::warn!(target = %target.uri, "target unusable: {e}");
-                    if let Some(ctx) = self.servers.get_mut(&server).and_then(|e| e.ctx.as_mut()) {
-                        ctx.record(Best::Local(503));
-                    }
-                }
+                Err(e) => self.target_unusable(server, &target, e),
             }
+        }
+    }
+
+    /// §16.7 parallel forking: a branch for every target at once, each with
+    /// its own branch id and Timer C. A target that waits for DNS is parked
+    /// under its query and gets its branch when the answer comes
+    /// (`dns.rs`); the others do not wait for it. The best response goes up
+    /// once no branch is pending or to come.
+    fn fork_branches(&mut self, now: Instant, server: TxId, received: Option<&Message<'_>>) {
+        // One at a time off the list, so a branch that fails while the
+        // others start sees them still to come (`Context::fork_open`).
+        while let Some(attempt) = self
+            .context_mut(server)
+            .and_then(|ctx| ctx.targets.pop_front())
+        {
+            let target = attempt.target;
+            let hop = match attempt.hop {
+                Some(hop) => Ok(Some(hop)),
+                None => self.hop_for(now, server, &target),
+            };
+            let started = match hop {
+                Ok(Some(hop)) => self.start_branch(now, server, &target, hop, received),
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = started {
+                self.target_unusable(server, &target, e);
+            }
+        }
+        if self.context(server).is_some_and(|c| !c.fork_open()) {
+            self.send_best(now, server);
+        }
+    }
+
+    /// A target whose branch could not start counts as a 503 from it (§16.9).
+    pub(super) fn target_unusable(&mut self, server: TxId, target: &Target, e: NextHopError) {
+        let uri = next_hop::target_uri(target).unwrap_or_default();
+        tracing::warn!(target = %uri, "target unusable: {e}");
+        if let Some(ctx) = self.context_mut(server) {
+            ctx.record(Best::Local(503));
         }
     }
 
@@ -652,8 +700,9 @@ impl Proxy {
         server: TxId,
         target: &Target,
     ) -> Result<Option<Hop>, NextHopError> {
-        let uri =
-            viaduct_sip::Uri::parse(target.uri.as_bytes()).map_err(|_| NextHopError::Scheme)?;
+        let uri = next_hop::target_uri(target)
+            .and_then(|u| viaduct_sip::Uri::parse(u.as_bytes()).ok())
+            .ok_or(NextHopError::Scheme)?;
         let query = match next_hop::resolve(&uri, target.transport)? {
             Resolved::Addr(addr, transport) => {
                 return Ok(Some(Hop {
@@ -664,26 +713,38 @@ impl Proxy {
             }
             Resolved::Name(query) => query,
         };
+        // A fork target parks under its own query; a serial one at the list's front.
+        let fork_query = self
+            .context(server)
+            .is_some_and(|c| c.fork)
+            .then(|| query.clone());
         let lookup = self.dns.lookup(query, server, now).map_err(|why| {
-            tracing::info!(target = %target.uri, "{why}");
+            tracing::info!(target = %uri.raw, "{why}");
             NextHopError::Unresolved
         })?;
-        let Some(ctx) = self.servers.get_mut(&server).and_then(|e| e.ctx.as_mut()) else {
+        let Some(ctx) = self.context_mut(server) else {
             return Ok(None);
         };
-        match lookup {
-            Lookup::Hops(first, rest) => {
+        match (lookup, fork_query) {
+            // A fork target's branch goes to the best address; the others
+            // are not tried after it (failover is the other branches' job).
+            (Lookup::Hops(first, _), Some(_)) => Ok(Some(first)),
+            (Lookup::Hops(first, rest), None) => {
                 super::dns::expand(&mut ctx.targets, target, first, &rest);
                 Ok(ctx.targets.pop_front().and_then(|a| a.hop))
             }
-            Lookup::Wait => {
+            (Lookup::Wait, Some(query)) => {
+                ctx.parked.push((query, target.clone()));
+                Ok(None)
+            }
+            (Lookup::Wait, None) => {
                 ctx.targets.push_front(Attempt::from(target.clone()));
                 Ok(None)
             }
         }
     }
 
-    fn start_branch(
+    pub(super) fn start_branch(
         &mut self,
         now: Instant,
         server: TxId,
@@ -693,6 +754,11 @@ impl Proxy {
     ) -> Result<(), NextHopError> {
         let timers = self.config.timers;
         let timer_c = self.config.timer_c;
+        if (target.request_uri.is_some() || !target.route.is_empty())
+            && !next_hop::target_fields_valid(target)
+        {
+            return Err(NextHopError::Malformed);
+        }
         let out = self
             .listener_for(destination.transport, destination.addr)
             .ok_or(NextHopError::Transport)?;
@@ -729,9 +795,9 @@ impl Proxy {
             }
         }
         let forwarded = match received {
-            Some(msg) => forwarded_request(msg, ctx.source, &ctx.plan, &head),
+            Some(msg) => forwarded_request(msg, ctx.source, &ctx.plan, Some(target), &head),
             None => match Message::parse(&ctx.request, viaduct_sip::Framing::Datagram) {
-                Ok(msg) => forwarded_request(&msg, ctx.source, &ctx.plan, &head),
+                Ok(msg) => forwarded_request(&msg, ctx.source, &ctx.plan, Some(target), &head),
                 Err(_) => return Ok(()),
             },
         };
@@ -833,7 +899,7 @@ impl Proxy {
         head.extend_from_slice(&out.via);
         branch::push_branch(&mut head, branch::stateless_hash(msg), 0);
         head.extend_from_slice(b"\r\n");
-        let data = forwarded_request(msg, inc.source, &plan, &head);
+        let data = forwarded_request(msg, inc.source, &plan, None, &head);
         tracing::debug!(to = %dest, "forwarding without a transaction:\n{}", String::from_utf8_lossy(&data));
         self.send(data, dest, transport, hop.flow);
     }
@@ -891,19 +957,24 @@ fn server_key(msg: &Message<'_>, method: Method<'_>) -> Vec<u8> {
 /// The received request with this hop's changes (§16.6): `head` (our Via and
 /// Record-Route) first, the previous hop's Via given received/rport (§18.2.1),
 /// Max-Forwards decremented or added, the Route set and Request-URI as planned,
-/// router edits, Content-Length added when the datagram had none.
+/// router edits, Content-Length added when the datagram had none. A branch's
+/// own `target` (when it has one) overrides the Request-URI and puts its Route
+/// values ahead of the planned ones (§16.6 step 2, RFC 3327 §5.3).
 fn forwarded_request(
     msg: &Message<'_>,
     source: std::net::SocketAddr,
     plan: &Plan,
+    target: Option<&Target>,
     head: &[u8],
 ) -> Bytes {
     let buf = msg.bytes();
     let mut e = Editor::new(buf);
-    if let Some(uri) = plan
-        .edits
-        .request_uri
-        .as_deref()
+    let (target_uri, target_routes) = match target {
+        Some(t) => (t.request_uri.as_deref(), t.route.as_slice()),
+        None => (None, &[][..]),
+    };
+    if let Some(uri) = target_uri
+        .or(plan.edits.request_uri.as_deref())
         .or(plan.request_uri.as_deref())
     {
         if let Some(old) = msg.request_uri() {
@@ -925,17 +996,27 @@ fn forwarded_request(
         }
         None => e.insert(msg.headers_end(), b"Max-Forwards: 70\r\n"),
     }
-    if let Some(routes) = &plan.routes {
+    if plan.routes.is_some() || !target_routes.is_empty() {
+        // The planned set replaces the received Route lines; without one they
+        // stay, and the target's values go in one line ahead of them.
         let mut first = None;
         for h in msg.headers().iter().filter(|h| h.name == HeaderName::Route) {
             first.get_or_insert(h.line_span.start);
-            e.remove(h.line_span.clone());
+            if plan.routes.is_some() {
+                e.remove(h.line_span.clone());
+            }
         }
-        if !routes.is_empty() {
+        let planned = plan.routes.as_deref().unwrap_or_default();
+        if !planned.is_empty() || !target_routes.is_empty() {
             let at = first.unwrap_or(msg.headers_end());
             e.replace_with(at..at, |o| {
                 o.extend_from_slice(b"Route: ");
-                o.extend_from_slice(routes.join(", ").as_bytes());
+                for (i, r) in target_routes.iter().chain(planned).enumerate() {
+                    if i > 0 {
+                        o.extend_from_slice(b", ");
+                    }
+                    o.extend_from_slice(r.as_bytes());
+                }
                 o.extend_from_slice(b"\r\n");
             });
         }

@@ -1,5 +1,6 @@
 //! Responses (RFC 3261 §16.7) and the branch outcomes that produce them:
-//! client transaction timeouts, Timer C (§16.8), failover.
+//! client transaction timeouts, Timer C (§16.8), failover, and the end of
+//! a fork (first 2xx, 6xx, every branch failed).
 
 use super::branch;
 use super::context::Best;
@@ -110,6 +111,11 @@ impl Proxy {
                 .forward_outcome(branch.destination.addr, ForwardOutcome::Answered(class));
         }
         if (200..300).contains(&code) {
+            if !ctx.is_invite && ctx.final_sent {
+                // A forked non-INVITE has one answer (the first); §16.7 step 5
+                // forwards later 2xx for INVITE only.
+                return self.forget_if_done(server);
+            }
             if first_final && ctx.is_invite && ctx.record_route {
                 // A call is up; its BYE will come back through us (we Record-Routed it).
                 count!(self.stats.dialogs_established);
@@ -122,6 +128,8 @@ impl Proxy {
                 self.unanswered -= 1;
             }
             ctx.targets.clear();
+            ctx.parked.clear();
+            let others = if ctx.is_invite { ctx.branches.len() } else { 0 };
             if self.server_takes_2xx(server) {
                 let data = strip_top_via(msg);
                 self.respond(now, server, code, data);
@@ -131,12 +139,20 @@ impl Proxy {
                 // forwards every 2xx so the caller can ACK and BYE it.
                 self.forward_response_stateless(msg);
             }
+            // §16.7 step 10: a final response went up, so every other pending
+            // INVITE branch is cancelled (one without a provisional response
+            // yet once it has one, §9.1). A non-INVITE has no CANCEL: its
+            // other branches run out and their answers stay here.
+            for other in (0..others).filter(|&o| o != b) {
+                self.cancel_branch(now, server, other);
+            }
             return;
         }
         ctx.record(Best::Received(code, strip_top_via(msg)));
         if code >= 600 {
-            // §16.7 step 5: a 6xx ends every other branch.
+            // §16.7 step 5: a 6xx ends every other branch, and no new one starts.
             ctx.targets.clear();
+            ctx.parked.clear();
             for other in 0..ctx.branches.len() {
                 self.cancel_branch(now, server, other);
             }
@@ -229,14 +245,32 @@ impl Proxy {
         let Some(ctx) = self.servers.get_mut(&server).and_then(|e| e.ctx.as_mut()) else {
             return;
         };
-        if ctx.final_sent || ctx.cancelled {
-            if !ctx.pending() && !ctx.final_sent {
+        if ctx.final_sent {
+            // A late final (the 487 of a branch cancelled after a 2xx) stays here.
+            return self.forget_if_done(server);
+        }
+        if ctx.cancelled {
+            if !ctx.pending() {
                 self.send_best(now, server);
             }
             return;
         }
-        // Every failed branch goes to the router (like Kamailio's failure_route),
-        // on the version that made the first decision.
+        let code = if ctx.fork {
+            // A fork waits for all its branches, then asks the router once
+            // with the best status so far; after a 6xx it does not ask
+            // (§16.7 step 5: no new branches in this context).
+            if ctx.fork_open() {
+                return;
+            }
+            match ctx.best.as_ref().map_or(code, Best::status) {
+                best if best >= 600 => return self.send_best(now, server),
+                best => best,
+            }
+        } else {
+            code
+        };
+        // Every failed branch (every failed fork) goes to the router (like
+        // Kamailio's failure_route), on the version that made the first decision.
         let request = ctx.request.clone();
         let (source, transport, version) = (ctx.source, ctx.transport, ctx.policy_version);
         let (decision, edits) = match Message::parse(&request, Framing::Datagram) {
@@ -265,6 +299,7 @@ impl Proxy {
         if edits.request_uri.is_some() {
             plan.request_uri = edits.request_uri;
         }
+        let fork = matches!(decision, Decision::Fork(_));
         match decision {
             // Serial failover goes on only for failures another target may not have.
             Decision::Continue | Decision::Relay if matches!(code, 408 | 503) => {}
@@ -272,6 +307,7 @@ impl Proxy {
             Decision::Forward(t) | Decision::Fork(t) => match self.target_states.filter(t) {
                 Filtered::Targets(t, skipped) => {
                     count!(self.stats.targets_skipped, skipped as u64);
+                    ctx.fork = fork && t.len() > 1;
                     ctx.targets = t.into_iter().map(super::context::Attempt::from).collect();
                 }
                 Filtered::AllInactive => {
@@ -360,6 +396,21 @@ impl Proxy {
                     c => (c, reason_phrase(c)),
                 };
                 self.respond_local(now, server, &msg, source, code, reason);
+            }
+        }
+    }
+
+    /// Drops a response context whose final answer went up and whose last
+    /// branch just ended (a fork's other branches after its 2xx): the
+    /// transactions stay for retransmissions, as after `respond`.
+    fn forget_if_done(&mut self, server: TxId) {
+        if let Some(entry) = self.servers.get_mut(&server) {
+            if entry
+                .ctx
+                .as_ref()
+                .is_some_and(|c| c.final_sent && !c.pending())
+            {
+                entry.ctx = None;
             }
         }
     }

@@ -155,8 +155,8 @@ impl TargetStates {
         }
         let set = self.inactive.read().unwrap_or_else(|p| p.into_inner());
         let inactive = |t: &Target| {
-            viaduct_sip::Uri::parse(t.uri.as_bytes())
-                .ok()
+            super::next_hop::target_uri(t)
+                .and_then(|u| viaduct_sip::Uri::parse(u.as_bytes()).ok())
                 .and_then(|uri| super::next_hop::resolve(&uri, t.transport).ok())
                 .is_some_and(|r| matches!(r, super::next_hop::Resolved::Addr(addr, _) if set.contains(&addr)))
         };

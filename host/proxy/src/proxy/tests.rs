@@ -1048,6 +1048,8 @@ mod challenge {
     }
 }
 
+mod fork;
+mod per_target;
 mod target_state;
 
 // ---- RFC 3263: next hops named by host --------------------------------------------------
