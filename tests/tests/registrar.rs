@@ -169,3 +169,51 @@ fn ringer_invites(run: &SippRun, calls: usize) -> String {
     assert_eq!(invites.len(), calls, "{}", run.summary());
     invites[0].clone()
 }
+
+/// Two phones of one user (RFC 3261 §16.7): the desk phone rings until
+/// cancelled, the softphone answers at once. The call forks to both; the
+/// softphone's 200 reaches the caller and the desk phone gets CANCEL (and
+/// answers 487, which the caller never sees).
+#[test]
+fn both_phones_ring_and_the_first_answer_wins() {
+    let cache = tempfile::tempdir().expect("temp dir");
+    let proxy = instance("", &cache);
+    let soft = Sipp::uas().trace_msg().spawn();
+    let desk = Sipp::uas()
+        .scenario("cancel_uas.xml")
+        .calls(1)
+        .timeout(Duration::from_secs(15))
+        .trace_msg()
+        .spawn();
+    for phone in [soft.addr(), desk.addr()] {
+        let reg = register(&proxy, phone.port(), 60, PASSWORD);
+        assert_eq!(reg.successful, 1, "{}", reg.summary());
+    }
+
+    let caller = call_bob(&proxy, 1);
+    assert!(
+        caller.first_message("SIP/2.0 200").contains("CSeq: 1 INVITE"),
+        "the softphone's answer reaches the caller:\n{}",
+        caller.messages()
+    );
+    assert!(
+        !caller.messages().contains("SIP/2.0 487"),
+        "the cancelled branch's 487 stays in the proxy:\n{}",
+        caller.messages()
+    );
+    let desk = desk.wait();
+    assert_eq!(
+        desk.successful,
+        1,
+        "the desk phone rang and was cancelled:\n{}\n{}",
+        desk.summary(),
+        proxy.log_tail(40)
+    );
+    assert!(desk.messages().contains("CANCEL sip:bob@"), "{}", desk.messages());
+    let soft = soft.stop();
+    assert!(
+        soft.messages().contains("BYE sip:"),
+        "the call ended on the softphone:\n{}",
+        soft.messages()
+    );
+}
