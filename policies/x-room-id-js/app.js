@@ -34,7 +34,7 @@ function route() {
   if (backends.length === 0) return { tag: 'relay' };
   return {
     tag: 'forward',
-    val: backends.map((uri) => ({ uri, transport: undefined, timeoutMs: undefined })),
+    val: backends.map((uri) => ({ uri, transport: undefined, timeoutMs: undefined, requestUri: undefined, route: [] })),
   };
 }
 

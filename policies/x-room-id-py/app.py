@@ -38,7 +38,7 @@ def _session_id(high: int, low: int) -> str:
 def _route() -> types.Decision:
     if not _backends:
         return types.Decision_Relay()
-    return types.Decision_Forward([types.Target(uri, None, None) for uri in _backends])
+    return types.Decision_Forward([types.Target(uri, None, None, None, []) for uri in _backends])
 
 
 class WitWorld(wit_world.WitWorld):
