@@ -141,15 +141,16 @@ impl Proxy {
             if let Decision::Challenge { realm } = &d {
                 return self.challenge(msg, inc, &mut req, realm);
             }
-            if d == Decision::Register {
-                return self.register(msg, inc, method);
-            }
             if let Some((_, check)) = &req.auth_check {
                 if check.user().is_some() {
                     self.stats.auth(AuthResult::Ok);
                     // The credentials were for us (Kamailio's consume_credentials).
                     req.edits.remove.push("Proxy-Authorization".into());
                 }
+            }
+            // After the count above: an authenticated REGISTER is an `Ok` too.
+            if d == Decision::Register {
+                return self.register(msg, inc, method);
             }
             plan.edits = req.edits;
             policy_version = req.version;

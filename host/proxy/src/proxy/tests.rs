@@ -924,7 +924,7 @@ mod challenge {
 
     /// alice / "secret" in realm "viaduct", counts in a map.
     #[derive(Default)]
-    struct Store(Mutex<HashMap<u128, u32>>);
+    pub(super) struct Store(Mutex<HashMap<u128, u32>>);
 
     impl DigestStore for Store {
         fn ha1(&self, a: Algorithm, realm: &str, user: &str) -> Option<String> {
@@ -966,11 +966,16 @@ mod challenge {
 
     /// The SHA-256 challenge's nonce.
     fn nonce(t: &Transmit) -> String {
+        nonce_in(t, "Proxy-Authenticate")
+    }
+
+    /// The nonce of the SHA-256 challenge in the `header` lines (one per algorithm).
+    pub(super) fn nonce_in(t: &Transmit, header: &str) -> String {
         let m = parse(t);
         let lines: Vec<&str> = m
             .headers()
             .iter()
-            .filter(|f| text(&t.data[f.name_span.clone()]) == "Proxy-Authenticate")
+            .filter(|f| text(&t.data[f.name_span.clone()]) == header)
             .map(|f| text(&t.data[f.value_span.clone()]))
             .collect();
         assert_eq!(lines.len(), 2, "one challenge per algorithm: {lines:?}");
@@ -981,9 +986,21 @@ mod challenge {
     }
 
     fn authorization(password: &str, nonce: &str, nc: u32) -> String {
+        credentials("Proxy-Authorization", "INVITE", BOB, password, nonce, nc)
+    }
+
+    /// alice's SHA-256 `header` line for `method` to `uri` (RFC 7616 §3.4.1).
+    pub(super) fn credentials(
+        header: &str,
+        method: &str,
+        uri: &str,
+        password: &str,
+        nonce: &str,
+        nc: u32,
+    ) -> String {
         let a = Algorithm::Sha256;
         let ha1 = a.ha1("alice", "viaduct", password);
-        let ha2 = a.hex(&[b"INVITE", BOB.as_bytes()]);
+        let ha2 = a.hex(&[method.as_bytes(), uri.as_bytes()]);
         let nc = format!("{nc:08x}");
         let r = a.hex(&[
             ha1.as_bytes(),
@@ -994,8 +1011,8 @@ mod challenge {
             ha2.as_bytes(),
         ]);
         format!(
-            "Proxy-Authorization: Digest username=\"alice\", realm=\"viaduct\", nonce=\"{nonce}\", \
-             uri=\"{BOB}\", response=\"{r}\", algorithm=SHA-256, qop=auth, nc={nc}, cnonce=\"x\""
+            "{header}: Digest username=\"alice\", realm=\"viaduct\", nonce=\"{nonce}\", \
+             uri=\"{uri}\", response=\"{r}\", algorithm=SHA-256, qop=auth, nc={nc}, cnonce=\"x\""
         )
     }
 
@@ -1050,6 +1067,7 @@ mod challenge {
 
 mod fork;
 mod per_target;
+mod registrar;
 mod target_state;
 
 // ---- RFC 3263: next hops named by host --------------------------------------------------
