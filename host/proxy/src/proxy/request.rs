@@ -782,7 +782,20 @@ impl Proxy {
             // entry per side. A caller on a connection gets its own entry,
             // carrying the flow token, even on the same listener: the
             // token's place in a Route set then says which way a request goes.
-            head.extend_from_slice(&out.record_route);
+            // The same goes for a callee reached over its connection (a
+            // registered flow): in-dialog requests toward it find the
+            // token second in their Route set (`preprocess_routes`), and its
+            // Contact may well be unroutable.
+            match destination
+                .flow
+                .filter(|_| destination.transport.is_reliable())
+            {
+                Some(flow) => {
+                    let token = self.flow_key.encode(flow, destination.addr);
+                    super::push_record_route(&mut head, out.listener, Some(&token));
+                }
+                None => head.extend_from_slice(&out.record_route),
+            }
             let flow = ctx.flow.filter(|_| ctx.transport.is_reliable());
             match flow {
                 Some(flow) => {

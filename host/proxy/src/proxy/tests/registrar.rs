@@ -290,6 +290,26 @@ fn a_request_with_the_flow_route_goes_over_the_registered_connection() {
     );
     assert_eq!(parse(fwd).request_uri().unwrap().raw, PHONE_CONTACT);
     assert_eq!(header(fwd, "Route"), None, "our entry came off");
+
+    // The call is set up and torn down over the same connection: the
+    // caller's BYE follows the Route set, to the phone's unroutable Contact.
+    let contact = format!("Contact: <{PHONE_CONTACT}>");
+    let ok = reply(fwd, 200, Some("p1"), &[&contact]);
+    let up = s.h.feed_on(PHONE, Transport::Tcp, ok);
+    assert_eq!(sigs(&up), [sig("200", UAC)]);
+    // The caller's route set is the Record-Route reversed (§12.1.2).
+    let mut rr: Vec<String> = parse(&up[0])
+        .record_routes()
+        .map(|r| format!("<{}>", r.uri.raw))
+        .collect();
+    rr.reverse();
+    let bye = Msg::request("BYE", PHONE_CONTACT, "z9hG4bKf2", 2)
+        .with_to_tag("p1")
+        .h(&format!("Route: {}", rr.join(", ")));
+    let out = s.h.feed(UAC, bye.bytes());
+    assert_eq!(sigs(&out), [sig("BYE", PHONE)], "Route set: {rr:?}");
+    assert_eq!((out[0].transport, out[0].flow), (Transport::Tcp, Some(7)));
+    assert_eq!(header(&out[0], "Route"), None);
 }
 
 #[test]
