@@ -120,7 +120,9 @@ pub struct Target {
     /// Route values (`<sip:host;lr>`, one per entry) this branch carries
     /// ahead of the received ones, or of the Route set left after our own
     /// entries came off (a registered Path, RFC 3327 §5.3). When `uri` is
-    /// empty the branch goes where the first of them points. They are taken
+    /// empty the branch goes where the first of them points; when that is
+    /// this instance's own flow route ([`Registration::flow_route`]), it
+    /// comes off and the branch goes straight over the connection. They are taken
     /// as loose routes: a first value without `;lr` is not given the
     /// strict-routing rewrite of §16.6 step 6. A value that is not a SIP
     /// name-addr makes the target unusable (a 503 from it).

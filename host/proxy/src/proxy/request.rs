@@ -542,18 +542,40 @@ impl Proxy {
             if i == 0 && !r.uri.params.has("ob") {
                 return None;
             }
-            let (flow, addr) = self.flow_key.decode(r.uri.user?)?;
-            let transport = Transport::from_token(r.uri.transport()?)?;
-            Some(Hop {
-                addr,
-                transport,
-                flow: Some(flow),
-            })
+            self.flow_hop(r)
         });
         if ours > 0 || plan.routes.is_some() {
             plan.routes = Some(routes[ours..].iter().map(route_text).collect());
         }
         (plan, received)
+    }
+
+    /// The connection a flow token in one of our Route entries names, when
+    /// the token is ours and unforged.
+    fn flow_hop(&self, r: &NameAddr<'_>) -> Option<Hop> {
+        let (flow, addr) = self.flow_key.decode(r.uri.user?)?;
+        let transport = Transport::from_token(r.uri.transport()?)?;
+        Some(Hop {
+            addr,
+            transport,
+            flow: Some(flow),
+        })
+    }
+
+    /// A target reached through a Path whose first entry is this instance's
+    /// own registered flow (`register`): the entry comes off and the branch
+    /// goes over the connection, rather than to our own address and back.
+    fn own_flow(&self, target: &mut Target) -> Option<Hop> {
+        if !target.uri.is_empty() {
+            return None;
+        }
+        let first = NameAddr::parse(target.route.first()?.as_bytes())?;
+        if !first.uri.params.has("ob") || !self.is_ours(first.uri.host, first.uri.port) {
+            return None;
+        }
+        let hop = self.flow_hop(&first)?;
+        target.route.remove(0);
+        Some(hop)
     }
 
     /// Where plain RFC routing sends the request: a flow token's connection,
@@ -634,8 +656,8 @@ impl Proxy {
                 }
                 return;
             };
-            let target = attempt.target;
-            let hop = match attempt.hop {
+            let mut target = attempt.target;
+            let hop = match attempt.hop.or_else(|| self.own_flow(&mut target)) {
                 Some(hop) => Ok(Some(hop)),
                 None => self.hop_for(now, server, &target),
             };
@@ -664,8 +686,8 @@ impl Proxy {
             .context_mut(server)
             .and_then(|ctx| ctx.targets.pop_front())
         {
-            let target = attempt.target;
-            let hop = match attempt.hop {
+            let mut target = attempt.target;
+            let hop = match attempt.hop.or_else(|| self.own_flow(&mut target)) {
                 Some(hop) => Ok(Some(hop)),
                 None => self.hop_for(now, server, &target),
             };

@@ -143,6 +143,15 @@ fn invite_via(branch: &str, route: &str) -> Msg {
     m
 }
 
+/// `route` with one hex digit of its token's MAC changed.
+fn forged(route: &str) -> String {
+    let at = route.find('@').unwrap() - 1;
+    let digit = if &route[at..=at] == "0" { "1" } else { "0" };
+    let forged = format!("{}{digit}{}", &route[..at], &route[at + 1..]);
+    assert_ne!(forged, route);
+    forged
+}
+
 #[test]
 fn a_udp_register_is_answered_by_the_registrar_and_not_forwarded() {
     let mut s = registering();
@@ -316,11 +325,7 @@ fn a_request_with_the_flow_route_goes_over_the_registered_connection() {
 fn a_forged_flow_route_is_not_honoured() {
     let mut s = registering();
     let route = register_phone(&mut s);
-    // One hex digit of the MAC changed.
-    let at = route.find('@').unwrap() - 1;
-    let digit = if &route[at..=at] == "0" { "1" } else { "0" };
-    let forged = format!("{}{digit}{}", &route[..at], &route[at + 1..]);
-    assert_ne!(forged, route);
+    let forged = forged(&route);
     let asked = s.router_calls.load(Ordering::SeqCst);
 
     let out = s.h.feed(UAC, invite_via("z9hG4bKg1", &forged).bytes());
@@ -331,4 +336,43 @@ fn a_forged_flow_route_is_not_honoured() {
     );
     assert!(out.iter().all(|t| t.flow.is_none()), "{:?}", sigs(&out));
     assert!(out.iter().all(|t| t.destination != addr(PHONE)));
+}
+
+#[test]
+fn a_path_through_our_own_flow_goes_over_it_directly() {
+    // The registrar's lookup on this instance: the contact behind the flow
+    // route it stored as the binding's Path.
+    let mut s = registering();
+    let route = register_phone(&mut s);
+    let target = Target {
+        request_uri: Some(PHONE_CONTACT.into()),
+        route: vec![route.clone(), "<sip:10.0.0.9;lr>".into()],
+        ..Target::new("")
+    };
+    s.h.proxy
+        .set_router(Box::new(TestRouter(Some(Decision::Fork(vec![
+            target.clone()
+        ])))));
+    let out = s.h.feed(UAC, invite("z9hG4bKo1").bytes());
+    // Not to 127.0.0.1:5060 (ourselves) and back: straight onto flow 7,
+    // our entry off, the rest of the Path kept.
+    assert_eq!(sigs(&out), [sig("100", UAC), sig("INVITE", PHONE)]);
+    assert_eq!((out[1].transport, out[1].flow), (Transport::Tcp, Some(7)));
+    assert_eq!(parse(&out[1]).request_uri().unwrap().raw, PHONE_CONTACT);
+    assert_eq!(
+        header(&out[1], "Route").as_deref(),
+        Some("<sip:10.0.0.9;lr>")
+    );
+
+    // A forged token in the same place is just a route to our address.
+    let forged = forged(&route);
+    let target = Target {
+        route: vec![forged],
+        ..target
+    };
+    s.h.proxy
+        .set_router(Box::new(TestRouter(Some(Decision::Forward(vec![target])))));
+    let out = s.h.feed(UAC, invite("z9hG4bKo2").bytes());
+    assert_eq!(sigs(&out), [sig("100", UAC), sig("INVITE", PROXY)]);
+    assert_eq!(out[1].flow, None);
 }
