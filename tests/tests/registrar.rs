@@ -192,7 +192,9 @@ fn both_phones_ring_and_the_first_answer_wins() {
 
     let caller = call_bob(&proxy, 1);
     assert!(
-        caller.first_message("SIP/2.0 200").contains("CSeq: 1 INVITE"),
+        caller
+            .first_message("SIP/2.0 200")
+            .contains("CSeq: 1 INVITE"),
         "the softphone's answer reaches the caller:\n{}",
         caller.messages()
     );
@@ -209,7 +211,11 @@ fn both_phones_ring_and_the_first_answer_wins() {
         desk.summary(),
         proxy.log_tail(40)
     );
-    assert!(desk.messages().contains("CANCEL sip:bob@"), "{}", desk.messages());
+    assert!(
+        desk.messages().contains("CANCEL sip:bob@"),
+        "{}",
+        desk.messages()
+    );
     let soft = soft.stop();
     assert!(
         soft.messages().contains("BYE sip:"),

@@ -350,6 +350,13 @@ impl Proxy {
             transport: inc.transport,
             flow_route,
         });
+        if !(200..=699).contains(&answer.code) {
+            tracing::error!(
+                code = answer.code,
+                "the registrar answered a non-final code; answering 500"
+            );
+            return self.respond_stateless(msg, inc, 500, reason_phrase(500), &[]);
+        }
         let extra: Vec<&str> = answer.headers.iter().map(String::as_str).collect();
         self.respond_stateless(msg, inc, answer.code, &answer.reason, &extra);
     }
