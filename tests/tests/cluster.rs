@@ -14,12 +14,14 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use std::process::{Command, Stdio};
+
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tempfile::TempDir;
 use viaduct_e2e::{
-    free_port, header_value, header_values, policy_wasm, InviteFinal, RedisServer, Sipp,
-    SippProcess, SippRun, Viaduct,
+    free_port, header_value, header_values, policy_wasm, tail, viaduct_bin, workspace_root,
+    InviteFinal, RedisServer, Sipp, SippProcess, SippRun, Viaduct,
 };
 
 /// A caller's global bound (`-timeout`): no run may hang.
@@ -522,5 +524,44 @@ fn killing_one_instance_leaves_the_other_s_calls_alone() {
     assert!(
         ra.successful < CALLS,
         "A's caller cannot have completed every call through a dead proxy"
+    );
+}
+
+/// `examples/cluster/run --check`, the command its README ends with, on
+/// free ports: Redis, two instances, dnsmasq's SRV record, and two callers
+/// that together go over the shared limit. Exits 0 when both completed and
+/// rate-limited calls were seen; everything it started is gone afterwards.
+#[test]
+fn example_cluster_runs() {
+    policy_wasm("rate-limit"); // panics with the policies/build hint
+    let out = TempDir::new().expect("temp dir");
+    let script = workspace_root().join("examples/cluster/run");
+    let mut cmd = Command::new(&script);
+    for var in [
+        "PORT_A",
+        "PORT_B",
+        "ADMIN_A",
+        "ADMIN_B",
+        "REDIS_PORT",
+        "DNS_PORT",
+        "UAS_PORT",
+    ] {
+        cmd.env(var, free_port().to_string());
+    }
+    let run = cmd
+        .arg("--check")
+        .env("VIADUCT_BIN", viaduct_bin())
+        .env("CLUSTER_OUT", out.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    println!("{stdout}");
+    assert!(
+        run.status.success() && stdout.contains("viaduct_instance_info{instance_id=\"a\"} 1"),
+        "examples/cluster/run --check failed ({})\n{stdout}{}\n--- a.log ---\n{}",
+        run.status,
+        String::from_utf8_lossy(&run.stderr),
+        tail(&out.path().join("a.log"), 30)
     );
 }
