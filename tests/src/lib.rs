@@ -4,7 +4,8 @@
 //! What it does: finds the release binary ([`viaduct_bin`]), hands out free
 //! loopback ports ([`free_port`]), runs the proxy from a config string with
 //! its log captured ([`Viaduct`]), runs SIPp as a child process and reads its
-//! final counts ([`Sipp`], [`SippRun`]), and sends a raw OPTIONS probe
+//! final counts ([`Sipp`], [`SippRun`]), runs a redis-server for shared
+//! state ([`RedisServer`]), and sends a raw OPTIONS probe
 //! ([`options_ping`]).
 //!
 //! What it does not do: build the binary (run `cargo build --release -p
@@ -41,7 +42,8 @@ pub use json::Json;
 pub use redis::RedisServer;
 pub use roomkit::roomkit_python;
 pub use sipp::{
-    assert_all_calls_ok, traced_messages, Role, Sipp, SippProcess, SippRun, TracedMessage,
+    assert_all_calls_ok, traced_messages, InviteFinal, Role, Sipp, SippProcess, SippRun,
+    TracedMessage,
 };
 pub use viaduct::Viaduct;
 pub use wire::{header_value, header_values, options_ping, recv_all, status_code};

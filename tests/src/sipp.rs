@@ -1,5 +1,6 @@
 //! [`Sipp`]: SIPp as a child process, and [`SippRun`]: what it reported.
 
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -13,7 +14,8 @@ use tempfile::TempDir;
 use nix::sys::signal::Signal;
 
 use crate::{
-    free_port, scenario_path, signal, sipp_bin, tail, terminate, wait_bounded, SIPP_TIMEOUT,
+    free_port, header_value, scenario_path, signal, sipp_bin, status_code, tail, terminate,
+    wait_bounded, SIPP_TIMEOUT,
 };
 
 /// Which side of a call SIPp plays.
@@ -363,6 +365,14 @@ impl SippProcess {
         self.wait()
     }
 
+    /// Stops SIPp now (SIGTERM, SIGKILL 3 s later) and reads its counts as
+    /// of its last `-fd 1` line: for a caller whose calls cannot end, e.g.
+    /// through a proxy that was killed.
+    pub fn kill(mut self) -> SippRun {
+        self.bound = Duration::ZERO;
+        self.wait()
+    }
+
     /// Waits for SIPp to exit (at most its `-timeout` plus 15 s, then it is
     /// killed) and reads its final counts.
     pub fn wait(mut self) -> SippRun {
@@ -484,6 +494,45 @@ impl SippRun {
         traced_messages(&self.messages())
     }
 
+    /// The first final response (≥ 200, CSeq INVITE) per Call-ID this
+    /// caller received, in order of arrival (retransmissions are ignored);
+    /// needs [`Sipp::trace_msg`].
+    pub fn invite_finals(&self) -> Vec<InviteFinal> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for m in self.timed_message_list() {
+            let Some(code) = status_code(&m.text) else {
+                continue;
+            };
+            let cseq = header_value(&m.text, "cseq", None).unwrap_or_default();
+            if !m.received || code < 200 || !cseq.ends_with("INVITE") {
+                continue;
+            }
+            let call_id = header_value(&m.text, "call-id", Some("i")).unwrap_or_default();
+            if seen.insert(call_id.clone()) {
+                out.push(InviteFinal {
+                    call_id,
+                    code,
+                    message: m.text,
+                    at: m.at,
+                });
+            }
+        }
+        out
+    }
+
+    /// When this caller first sent the INVITE of each Call-ID; needs [`Sipp::trace_msg`].
+    pub fn invite_sent_at(&self) -> HashMap<String, SystemTime> {
+        let mut out = HashMap::new();
+        for m in self.timed_message_list() {
+            if !m.received && m.text.starts_with("INVITE ") {
+                let call_id = header_value(&m.text, "call-id", Some("i")).unwrap_or_default();
+                out.entry(call_id).or_insert(m.at);
+            }
+        }
+        out
+    }
+
     /// The last statistics screen (`-trace_screen`).
     pub fn screen(&self) -> String {
         self.file("screen.log")
@@ -544,6 +593,19 @@ impl SippRun {
     pub fn keep_files(&mut self) -> Option<PathBuf> {
         self.dir.take().map(TempDir::keep)
     }
+}
+
+/// The final answer to one INVITE, as the caller received it ([`SippRun::invite_finals`]).
+#[derive(Debug, Clone)]
+pub struct InviteFinal {
+    /// The call's Call-ID.
+    pub call_id: String,
+    /// The status code (≥ 200).
+    pub code: u16,
+    /// The whole response.
+    pub message: String,
+    /// When the caller logged it.
+    pub at: SystemTime,
 }
 
 /// One message of a `-trace_msg` file.

@@ -23,7 +23,7 @@ use nix::sys::signal::Signal;
 use tempfile::TempDir;
 use viaduct_e2e::{
     assert_all_calls_ok, free_port, header_value, header_values, local, policy_wasm, recv_all,
-    status_code, PolicyBuild, Sipp, SippProcess, SippRun, TracedMessage, Viaduct,
+    InviteFinal, PolicyBuild, Sipp, SippProcess, SippRun, TracedMessage, Viaduct,
 };
 
 /// A UAC run's bound: no test may hang.
@@ -110,52 +110,6 @@ fn callee(calls: u64) -> SippProcess {
         .timeout(Duration::from_secs(40))
         .trace_msg()
         .spawn()
-}
-
-/// The final answer to one INVITE, as the caller received it.
-struct Final {
-    call_id: String,
-    code: u16,
-    message: String,
-    at: SystemTime,
-}
-
-/// The first final response (≥ 200, CSeq INVITE) per Call-ID the caller
-/// received, in order of arrival (retransmissions are ignored).
-fn invite_finals(run: &SippRun) -> Vec<Final> {
-    let mut seen = HashSet::new();
-    let mut out = Vec::new();
-    for m in run.timed_message_list() {
-        let Some(code) = status_code(&m.text) else {
-            continue;
-        };
-        let cseq = header_value(&m.text, "cseq", None).unwrap_or_default();
-        if !m.received || code < 200 || !cseq.ends_with("INVITE") {
-            continue;
-        }
-        let call_id = header_value(&m.text, "call-id", Some("i")).unwrap_or_default();
-        if seen.insert(call_id.clone()) {
-            out.push(Final {
-                call_id,
-                code,
-                message: m.text,
-                at: m.at,
-            });
-        }
-    }
-    out
-}
-
-/// When the caller first sent the INVITE of each Call-ID.
-fn invite_sent_at(run: &SippRun) -> HashMap<String, SystemTime> {
-    let mut out = HashMap::new();
-    for m in run.timed_message_list() {
-        if !m.received && m.text.starts_with("INVITE ") {
-            let call_id = header_value(&m.text, "call-id", Some("i")).unwrap_or_default();
-            out.entry(call_id).or_insert(m.at);
-        }
-    }
-    out
 }
 
 /// The INVITEs a callee received, in order (retransmissions included).
@@ -454,7 +408,7 @@ fn media_bridge_fails_over_and_reports_all_down() {
     let callee = uas.wait();
     let busy = busy.stop();
     assert_all_calls_ok(&caller, 9);
-    let codes: Vec<u16> = invite_finals(&caller).iter().map(|f| f.code).collect();
+    let codes: Vec<u16> = caller.invite_finals().iter().map(|f| f.code).collect();
     assert_eq!(
         codes,
         vec![200; 9],
@@ -499,7 +453,7 @@ fn media_bridge_fails_over_and_reports_all_down() {
         .spawn()
         .wait();
     let (_a, _b) = (busy_a.stop(), busy_b.stop());
-    let finals = invite_finals(&caller);
+    let finals = caller.invite_finals();
     assert_eq!(
         finals.len(),
         2,
@@ -530,7 +484,7 @@ fn allowlist_rejects() {
     let next_hop = silent.local_addr().expect("addr");
     let closed = Viaduct::start(&dir.config("", &allowlist, "", "sources = [\"10.0.0.0/8\"]"));
     let caller = rejectable_caller(&closed, next_hop).calls(1).spawn().wait();
-    let finals = invite_finals(&caller);
+    let finals = caller.invite_finals();
     assert!(
         finals.len() == 1 && finals[0].code == 403,
         "expected 403 for a source outside 10.0.0.0/8\n{}",
@@ -558,7 +512,7 @@ fn allowlist_rejects() {
         .spawn()
         .wait();
     let callee = uas.wait();
-    let finals = invite_finals(&caller);
+    let finals = caller.invite_finals();
     let by_room: Vec<(String, u16)> = finals
         .iter()
         .map(|f| {
@@ -601,9 +555,9 @@ fn rate_limit_rejects_over_the_limit() {
         .spawn()
         .wait();
     let callee = uas.stop();
-    let finals = invite_finals(&caller);
+    let finals = caller.invite_finals();
     let completed = finals.iter().filter(|f| f.code == 200).count();
-    let limited: Vec<&Final> = finals.iter().filter(|f| f.code == 503).collect();
+    let limited: Vec<&InviteFinal> = finals.iter().filter(|f| f.code == 503).collect();
     assert_eq!(
         (finals.len(), caller.failed),
         (60, 0),
@@ -627,7 +581,7 @@ fn rate_limit_rejects_over_the_limit() {
     }
     // The window is one wall-clock second per source: at most 5 per second
     // the INVITEs were sent in (one spare second for a window boundary).
-    let sent = invite_sent_at(&caller);
+    let sent = caller.invite_sent_at();
     let seconds: HashSet<u64> = sent
         .values()
         .filter_map(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
@@ -867,8 +821,8 @@ fn runaway_policies_get_the_fail_action() {
         let next_hop = silent.local_addr().expect("addr");
         for attempt in 1..=2 {
             let caller = rejectable_caller(&proxy, next_hop).calls(1).spawn().wait();
-            let finals = invite_finals(&caller);
-            let sent = invite_sent_at(&caller);
+            let finals = caller.invite_finals();
+            let sent = caller.invite_sent_at();
             let f = finals
                 .first()
                 .unwrap_or_else(|| panic!("{name}: no final answer\n{}", caller.summary()));

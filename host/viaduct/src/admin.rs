@@ -5,7 +5,7 @@
 //! | `GET /health/live` | 200 while the process runs |
 //! | `GET /health/ready` | 200 ready; 503 no policy loaded or draining; 429 overloaded (see `ops.rs`) |
 //! | `GET /metrics` | Prometheus text format (see `metrics.rs`) |
-//! | `GET /status` | JSON: version, uptime, listeners, policy, what is in flight, last reload error |
+//! | `GET /status` | JSON: version, instance id, uptime, listeners (bound and advertised), policy, what is in flight, last reload error |
 //! | `GET /targets` | JSON: per next hop, its state and its forward outcomes (there are no dispatcher sets to list) |
 //! | `POST /targets/<IP:PORT>/state` | body `{"state":"inactive"}` or `{"state":"active"}`: drains one next hop, or brings it back (below) |
 //! | `POST /reload` | loads the policy file again; 500 with the reason when refused (the old one keeps serving) |
@@ -301,9 +301,11 @@ pub fn status(ops: &Ops) -> serde_json::Value {
         .collect();
     json!({
         "version": env!("CARGO_PKG_VERSION"),
+        "instance_id": ops.instance_id,
         "uptime_seconds": ops.uptime().as_secs(),
         "started_at": ops.started_unix(),
         "listeners": ops.listeners,
+        "advertised": ops.advertised,
         "ready": readiness.is_ready(),
         "readiness": readiness.describe(),
         "draining": ops.is_draining(),
@@ -479,5 +481,7 @@ mod tests {
         assert_eq!(v["workers"].as_array().map(Vec::len), Some(2));
         assert_eq!(v["dialogs"], 0);
         assert_eq!(v["listeners"][0], "udp:127.0.0.1:5060");
+        assert_eq!(v["advertised"][0], "udp:192.0.2.1:5060");
+        assert_eq!(v["instance_id"], "test-1");
     }
 }

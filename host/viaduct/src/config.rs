@@ -312,6 +312,13 @@ impl Default for Admin {
     }
 }
 
+/// The environment variable that names the instance when `server.instance_id` is empty.
+pub const INSTANCE_ID_ENV: &str = "VIADUCT_INSTANCE_ID";
+
+/// The environment variable for `server.advertise` when the file leaves it empty
+/// (Kubernetes: the pod IP from the downward API).
+pub const ADVERTISE_ENV: &str = "VIADUCT_ADVERTISE";
+
 /// The environment variable that overrides `admin.token` (keep secrets out of files).
 pub const ADMIN_TOKEN_ENV: &str = "VIADUCT_ADMIN_TOKEN";
 
@@ -354,6 +361,15 @@ pub struct Server {
     pub idle_timeout_s: u64,
     /// How long a TLS or WebSocket handshake may take.
     pub handshake_timeout_ms: u64,
+    /// This process's name in a cluster: in every log line, in
+    /// `viaduct_instance_info` and in `/status`. Empty: `VIADUCT_INSTANCE_ID`,
+    /// else `<hostname>-<pid>` (see `instance.rs`).
+    pub instance_id: String,
+    /// `IP` or `IP:PORT` written in Via and Record-Route instead of the bound
+    /// address, by listeners of its family (see `advertise.rs`). Empty:
+    /// `VIADUCT_ADVERTISE`, else the bound address (for `0.0.0.0`/`[::]`,
+    /// the host's outbound address).
+    pub advertise: String,
 }
 
 impl Default for Server {
@@ -368,6 +384,8 @@ impl Default for Server {
             max_connections_per_ip: 256,
             idle_timeout_s: 600,
             handshake_timeout_ms: 5000,
+            instance_id: String::new(),
+            advertise: String::new(),
         }
     }
 }
@@ -465,8 +483,18 @@ impl Config {
     }
 
     /// Environment overrides: `VIADUCT_ADMIN_TOKEN`, `VIADUCT_AUTH_SECRET`,
-    /// `VIADUCT_STATE_URL`.
+    /// `VIADUCT_STATE_URL`; and defaults for what a file shared by every
+    /// instance of a cluster leaves empty: `VIADUCT_INSTANCE_ID`, `VIADUCT_ADVERTISE`.
     pub fn apply_env(&mut self) {
+        let from_env = |field: &mut String, var: &str| {
+            if field.is_empty() {
+                if let Some(v) = std::env::var_os(var) {
+                    *field = v.to_string_lossy().into_owned();
+                }
+            }
+        };
+        from_env(&mut self.server.instance_id, INSTANCE_ID_ENV);
+        from_env(&mut self.server.advertise, ADVERTISE_ENV);
         if let Some(url) = std::env::var_os(STATE_URL_ENV) {
             self.state.url = url.to_string_lossy().into_owned();
         }
@@ -487,6 +515,12 @@ impl Config {
             l.parse::<ListenAddr>()?;
         }
         let sv = &self.server;
+        if !sv.instance_id.is_empty() {
+            crate::instance::check_id(&sv.instance_id)?;
+        }
+        if !sv.advertise.is_empty() {
+            sv.advertise.parse::<crate::advertise::Advertise>()?;
+        }
         if sv.max_connections == 0
             || sv.max_connections_per_ip == 0
             || sv.idle_timeout_s == 0
@@ -591,6 +625,20 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// `server.instance_id`, or `<hostname>-<pid>` when it is empty (after [`Config::apply_env`]).
+    pub fn instance_id(&self) -> String {
+        if self.server.instance_id.is_empty() {
+            crate::instance::default_id()
+        } else {
+            self.server.instance_id.clone()
+        }
+    }
+
+    /// `server.advertise`, when set (checked by [`Config::check`]).
+    pub fn advertise(&self) -> Option<crate::advertise::Advertise> {
+        self.server.advertise.parse().ok()
     }
 
     /// The listen addresses.
@@ -832,6 +880,8 @@ mod tests {
             ),
             ("[state]\non_error = \"maybe\"", "state.on_error"),
             ("[state]\ntimeout_ms = 0", "state.timeout_ms"),
+            ("[server]\ninstance_id = \"a b\"", "server.instance_id"),
+            ("[server]\nadvertise = \"0.0.0.0\"", "server.advertise"),
         ] {
             let c: Config = toml::from_str(toml).unwrap();
             let e = c.check().unwrap_err().to_string();
@@ -850,6 +900,12 @@ mod tests {
         );
         let wss = "wss:[::1]:8443".parse::<ListenAddr>().unwrap();
         assert_eq!(wss.transport, Transport::Wss);
+        let named: Config =
+            toml::from_str("[server]\ninstance_id = \"sip-0\"\nadvertise = \"192.0.2.1:5080\"")
+                .unwrap();
+        named.check().unwrap();
+        assert_eq!(named.instance_id(), "sip-0");
+        assert_eq!(named.advertise().and_then(|a| a.port), Some(5080));
         let open: Config = toml::from_str("[admin]\nlisten = \"127.0.0.2:9060\"").unwrap();
         assert!(open
             .check()

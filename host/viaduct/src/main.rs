@@ -5,11 +5,13 @@
 //! and sends what it yields. See `examples/viaduct.toml` for the config.
 
 mod admin;
+mod advertise;
 mod auth;
 mod config;
 mod ctl;
 mod dns;
 mod flood;
+mod instance;
 mod metrics;
 mod metrics_policy;
 mod ops;
@@ -81,17 +83,6 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(format!(
-        "warn,viaduct={0},viaduct_proxy={0},viaduct_sip={0}",
-        cli.log_level
-    ))
-    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -99,6 +90,24 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Logs to stderr, every line ending with this instance's id (`instance.rs`).
+fn init_logging(level: &str, instance_id: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(format!(
+        "warn,viaduct={level},viaduct_proxy={level},viaduct_sip={level}"
+    ))
+    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    let ansi = std::io::stderr().is_terminal();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .event_format(instance::Stamped::new(
+            tracing_subscriber::fmt::format().with_ansi(ansi),
+            instance_id,
+        ))
+        .init();
 }
 
 fn load_config(cli: &Cli) -> Result<Config> {
@@ -128,6 +137,9 @@ fn run(cli: Cli) -> Result<()> {
         return auth::print_ha1(user, realm);
     }
     let config = load_config(&cli)?;
+    // The id is known once the config is: log lines before this point are none.
+    let instance_id = config.instance_id();
+    init_logging(&cli.log_level, &instance_id);
     if let Some(Command::Ctl { action }) = cli.command {
         let addr = config
             .admin
@@ -177,10 +189,10 @@ fn run(cli: Cli) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(config, workers))
+    runtime.block_on(serve(config, workers, instance_id))
 }
 
-async fn serve(config: Config, workers: usize) -> Result<()> {
+async fn serve(config: Config, workers: usize, instance_id: String) -> Result<()> {
     let listen: Vec<ListenAddr> = config.listeners()?;
     let (dispatcher, receivers) = worker::channels(workers);
     let flood_counters = Arc::new(flood::FloodCounters::default());
@@ -255,8 +267,26 @@ async fn serve(config: Config, workers: usize) -> Result<()> {
         .iter()
         .map(|l| format!("{}:{}", l.transport.uri_param(), l.addr))
         .collect();
+    // What each listener writes in Via and Record-Route: its own address,
+    // never a shared one, so a cluster's responses and in-dialog requests
+    // come back to the instance that owns them (DESIGN §6).
+    let advertised = advertise::listeners(&listeners, config.advertise(), advertise::outbound_ip)?;
+    for (bound, adv) in listeners.iter().zip(&advertised) {
+        if bound.addr != adv.addr {
+            tracing::info!(
+                "{}:{} advertises {} in Via and Record-Route",
+                bound.transport.uri_param(),
+                bound.addr,
+                adv.addr
+            );
+        }
+    }
+    let advertised_names: Vec<String> = advertised[..listeners.len()]
+        .iter()
+        .map(|l| format!("{}:{}", l.transport.uri_param(), l.addr))
+        .collect();
     let proxy_config = ProxyConfig {
-        listeners,
+        listeners: advertised,
         timers: config.transaction_timers(),
         timer_c: Duration::from_millis(config.timers.timer_c_ms),
         record_route: config.proxy.record_route,
@@ -362,6 +392,7 @@ async fn serve(config: Config, workers: usize) -> Result<()> {
             target_states,
             listener_names,
         )
+        .with_instance(instance_id.clone(), advertised_names)
         .with_transports(tls.clone(), connections.clone()),
     );
     if let Some(listener) = admin_listener {
@@ -373,7 +404,9 @@ async fn serve(config: Config, workers: usize) -> Result<()> {
         admin::serve(listener, Arc::new(state));
     }
     match &reloader {
-        Some(_) => tracing::info!(workers, policy = %config.policy.file, "viaduct ready"),
+        Some(_) => {
+            tracing::info!(workers, policy = %config.policy.file, state = %config.state.backend, "viaduct ready")
+        }
         None => {
             tracing::info!(workers, targets = ?config.routing.targets, "viaduct ready (built-in router)")
         }
@@ -393,6 +426,9 @@ fn tls_settings(config: &Config, listen: &[ListenAddr]) -> tls::TlsSettings {
     let t = &config.tls;
     let mut names: Vec<String> = listen.iter().map(|l| l.addr.ip().to_string()).collect();
     names.push("localhost".into());
+    if let Some(a) = config.advertise() {
+        names.push(a.ip.to_string());
+    }
     names.sort();
     names.dedup();
     tls::TlsSettings {

@@ -188,6 +188,16 @@ impl Collector for ProxyCollector {
             ConstGauge::new(1)
                 .encode(m.encode_family(&[("version", env!("CARGO_PKG_VERSION"))])?)?;
         }
+        {
+            let mut m = e.encode_descriptor(
+                "viaduct_instance_info",
+                "This instance's id ([server] instance_id), to tell instances of a cluster apart",
+                None,
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(1)
+                .encode(m.encode_family(&[("instance_id", ops.instance_id.as_str())])?)?;
+        }
         gauge(
             &mut e,
             "viaduct_start_time_seconds",
@@ -469,6 +479,11 @@ mod tests {
         let text = render(&registry(ops));
         assert!(text.lines().any(|l| l == "viaduct_available 0"), "{text}");
         assert!(text.lines().any(|l| l == "viaduct_draining 1"));
+        assert!(
+            text.lines()
+                .any(|l| l == "viaduct_instance_info{instance_id=\"test-1\"} 1"),
+            "{text}"
+        );
     }
 
     #[test]

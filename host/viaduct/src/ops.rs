@@ -87,6 +87,10 @@ pub struct Ops {
     pub targets: Arc<TargetStates>,
     /// `udp:IP:PORT` as bound.
     pub listeners: Vec<String>,
+    /// This instance's id (`instance.rs`).
+    pub instance_id: String,
+    /// `udp:IP:PORT` as written in Via and Record-Route, one per listener (`advertise.rs`).
+    pub advertised: Vec<String>,
     started: Instant,
     started_wall: SystemTime,
     /// Queue-full drops at the last look, and when that number last grew.
@@ -96,6 +100,7 @@ pub struct Ops {
 impl std::fmt::Debug for Ops {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Ops")
+            .field("instance_id", &self.instance_id)
             .field("listeners", &self.listeners)
             .finish()
     }
@@ -136,11 +141,20 @@ impl Ops {
             connections: None,
             flood,
             targets,
+            advertised: listeners.clone(),
             listeners,
+            instance_id: String::new(),
             started: Instant::now(),
             started_wall: SystemTime::now(),
             overflow: Mutex::new((0, None)),
         }
+    }
+
+    /// Names the instance and what its listeners advertise.
+    pub fn with_instance(mut self, instance_id: String, advertised: Vec<String>) -> Self {
+        self.instance_id = instance_id;
+        self.advertised = advertised;
+        self
     }
 
     /// Adds the TLS material (for `POST /reload`) and the connections (for `/metrics`).
@@ -215,14 +229,17 @@ impl Ops {
     pub fn for_tests(workers: usize) -> Arc<Ops> {
         let (dispatcher, _receivers) = crate::worker::channels(workers);
         let status = Arc::new(WorkerStatus::new(workers));
-        Arc::new(Ops::new(
-            status,
-            dispatcher,
-            None,
-            Arc::default(),
-            Arc::default(),
-            vec!["udp:127.0.0.1:5060".into()],
-        ))
+        Arc::new(
+            Ops::new(
+                status,
+                dispatcher,
+                None,
+                Arc::default(),
+                Arc::default(),
+                vec!["udp:127.0.0.1:5060".into()],
+            )
+            .with_instance("test-1".into(), vec!["udp:192.0.2.1:5060".into()]),
+        )
     }
 }
 
