@@ -25,7 +25,6 @@ impl viaduct_proxy::Registrar for HostRegistrar {
             .values(HeaderName::Require)
             .flat_map(|(_, v)| {
                 String::from_utf8_lossy(v)
-                    .into_owned()
                     .split(',')
                     .map(|t| t.trim().to_owned())
                     .collect::<Vec<_>>()
