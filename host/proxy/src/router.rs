@@ -203,10 +203,12 @@ pub struct Registration<'m, 'a> {
     pub transport: Transport,
     /// For a REGISTER that came on a connection (TCP, TLS, WS, WSS): a Route
     /// value naming this instance and that connection,
-    /// `<sip:ft-…@IP:PORT;lr;ob;transport=ws>`. Stored at the top of the
+    /// `<sip:ft-…@IP:PORT;lr;ob;vd-flow=ws>`. Stored at the top of the
     /// binding's Path, it brings requests for the contact (from any
     /// instance) back here and onto the connection (RFC 5626 §5.3, the
-    /// `ob` parameter marking an edge's flow).
+    /// `ob` parameter marking an edge's flow). IP:PORT is this instance's
+    /// UDP listener when it has one (other instances do not open WebSocket
+    /// connections), and `vd-flow` keeps the connection's transport.
     pub flow_route: Option<String>,
 }
 

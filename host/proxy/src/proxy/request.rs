@@ -329,19 +329,31 @@ impl Proxy {
             };
             return self.respond_stateless(msg, inc, 500, why, &[]);
         };
+        // The Path entry names the flow (token) and where the other
+        // instances reach this one: our UDP listener of the family when we
+        // have one (another instance opens no WebSocket to us), else the
+        // listener the REGISTER came on. `vd-flow` keeps the flow's own
+        // transport, which the URI's `transport` no longer says.
         let flow_route = match (inc.flow, inc.transport.is_reliable()) {
-            (Some(flow), true) => self.listener_for(inc.transport, inc.source).map(|l| {
-                let token = self.flow_key.encode(flow, inc.source);
-                let mut v = Vec::with_capacity(96);
-                super::push_record_route(&mut v, l.listener, Some(&token));
-                // `Record-Route: <sip:…;lr;transport=ws>\r\n` → `<sip:…;lr;ob;transport=ws>`
-                let text = String::from_utf8_lossy(&v);
-                let value = text
-                    .trim_start_matches("Record-Route: ")
-                    .trim_end()
-                    .replacen(";lr", ";lr;ob", 1);
-                value
-            }),
+            (Some(flow), true) => self
+                .listener_for(Transport::Udp, inc.source)
+                .or_else(|| self.listener_for(inc.transport, inc.source))
+                .map(|l| {
+                    let token = self.flow_key.encode(flow, inc.source);
+                    let mut v = Vec::with_capacity(112);
+                    v.extend_from_slice(b"<sip:");
+                    v.extend_from_slice(token.as_bytes());
+                    v.push(b'@');
+                    viaduct_sip::text::push_socket_addr(&mut v, l.listener.addr);
+                    v.extend_from_slice(b";lr;ob;vd-flow=");
+                    v.extend_from_slice(inc.transport.uri_param().as_bytes());
+                    if l.listener.transport != Transport::Udp {
+                        v.extend_from_slice(b";transport=");
+                        v.extend_from_slice(l.listener.transport.uri_param().as_bytes());
+                    }
+                    v.push(b'>');
+                    String::from_utf8_lossy(&v).into_owned()
+                }),
             _ => None,
         };
         let answer = registrar.register(&crate::router::Registration {
@@ -561,7 +573,11 @@ impl Proxy {
     /// the token is ours and unforged.
     fn flow_hop(&self, r: &NameAddr<'_>) -> Option<Hop> {
         let (flow, addr) = self.flow_key.decode(r.uri.user?)?;
-        let transport = Transport::from_token(r.uri.transport()?)?;
+        // A registered Path entry says the flow's transport in `vd-flow`
+        // (its URI names the listener other instances reach); our
+        // Record-Route entries in `transport`.
+        let named = r.uri.params.get("vd-flow").flatten();
+        let transport = Transport::from_token(named.or_else(|| r.uri.transport())?)?;
         Some(Hop {
             addr,
             transport,
