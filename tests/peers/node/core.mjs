@@ -30,7 +30,7 @@ export function fixedSdp(port) {
  * Session description handler without WebRTC: offers (or answers with) the
  * fixed SDP and accepts whatever the far end sends.
  */
-class FixedSdpHandler {
+export class FixedSdpHandler {
   constructor(port) {
     this.port = port;
     this.remote = undefined;
