@@ -6,15 +6,28 @@
 //! never sees A's binding: the control that shows the sharing is what
 //! makes the call work.
 //!
+//! A browser-style agent (SIP.js over WebSocket, `tests/peers/node/agent.mjs`)
+//! registers through A the same way; B cannot open a WebSocket to it, so a
+//! call through B goes to A over UDP (the flow route A stored in the Path)
+//! and down the agent's WebSocket.
+//!
 //! Peers: SIPp's `register_uac.xml` (the phone registering, MD5 digest as
 //! Debian's SIPp does), a SIPp UAS as the phone's ringer at the registered
-//! contact, SIPp's built-in UAC as the caller; Debian's redis-server.
+//! contact, SIPp's `call_aor_uac.xml` as the caller; SIP.js 0.21.2 in Node as
+//! the agent; Debian's redis-server.
 
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use md5::{Digest, Md5};
-use viaduct_e2e::{policy_wasm, scenario_path, RedisServer, Sipp, SippRun, Viaduct};
+use viaduct_e2e::{
+    free_port, header_values, policy_wasm, scenario_path, workspace_root, Json, RedisServer, Sipp,
+    SippRun, Viaduct,
+};
 
 const REALM: &str = "voice.test";
 const PASSWORD: &str = "bob's secret";
@@ -66,9 +79,14 @@ fn register(proxy: &Viaduct, contact_port: u16, expires: u32, password: &str) ->
 
 /// `calls` calls to `sip:bob@<proxy>` through `proxy`.
 fn call_bob(proxy: &Viaduct, calls: u64) -> SippRun {
+    call_user(proxy, "bob", calls)
+}
+
+/// `calls` calls to `sip:<user>@<proxy>` through `proxy`.
+fn call_user(proxy: &Viaduct, user: &str, calls: u64) -> SippRun {
     Sipp::uac(proxy.udp_addr())
         .scenario("call_aor_uac.xml")
-        .service("bob")
+        .service(user)
         .calls(calls)
         .rate(10)
         .timeout(Duration::from_secs(15))
@@ -221,5 +239,251 @@ fn both_phones_ring_and_the_first_answer_wins() {
         soft.messages().contains("BYE sip:"),
         "the call ended on the softphone:\n{}",
         soft.messages()
+    );
+}
+
+// ---- A browser-style agent over WebSocket -----------------------------------------
+
+/// An instance running `policies/registrar` with no realm (REGISTER needs
+/// no password), `state`, and these `--listen` values.
+fn open_instance(state: &str, cache: &tempfile::TempDir, listen: &[String]) -> Viaduct {
+    Viaduct::start_with_listen(
+        &format!(
+            "[registrar]\nmin_expires = 1\n\n{state}\n\n\
+             [policy]\nfile = {file:?}\ncache_dir = {cache:?}\n\n[policy.config]\n",
+            file = policy_wasm("registrar").display().to_string(),
+            cache = cache.path().display().to_string(),
+        ),
+        listen,
+    )
+}
+
+/// How long the agent may take to say `REGISTERED`.
+const REGISTER_BOUND: Duration = Duration::from_secs(15);
+/// How long the agent may run in all (its own `--timeout-ms` is shorter).
+const AGENT_BOUND: Duration = Duration::from_secs(60);
+
+/// `tests/peers/node/install`, once per test process; panics with its output
+/// when it fails.
+fn install_node_peers() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let script = workspace_root().join("tests/peers/node/install");
+        let out = Command::new(&script)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+        assert!(
+            out.status.success(),
+            "{} failed ({}):\n{}",
+            script.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+}
+
+/// `agent.mjs` running: registered, answering calls. Killed by its PID on
+/// drop if it is still running.
+struct Agent {
+    child: Child,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Agent {
+    /// Starts the agent for `aor` against the WebSocket server `server` and
+    /// returns once it printed `REGISTERED` (panics with its stderr if it
+    /// does not within [`REGISTER_BOUND`]).
+    fn register(server: &str, aor: &str, answer: u64) -> Agent {
+        install_node_peers();
+        let mut child = Command::new("node")
+            .current_dir(workspace_root().join("tests/peers/node"))
+            .arg("agent.mjs")
+            .args(["--server", server, "--aor", aor, "--expires", "60"])
+            .args(["--answer", &answer.to_string(), "--timeout-ms", "45000"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning node agent.mjs: {e}"));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (registered, wait) = mpsc::channel();
+        let pipe = child.stderr.take().expect("piped stderr");
+        let text = Arc::clone(&stderr);
+        thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                if line == "REGISTERED" {
+                    let _ = registered.send(());
+                }
+                let mut t = text.lock().unwrap_or_else(|e| e.into_inner());
+                t.push_str(&line);
+                t.push('\n');
+            }
+        });
+        let agent = Agent { child, stderr };
+        if wait.recv_timeout(REGISTER_BOUND).is_err() {
+            panic!(
+                "the agent did not register within {REGISTER_BOUND:?}:\n{}",
+                agent.stderr()
+            );
+        }
+        agent
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Waits (within [`AGENT_BOUND`]) for the agent to finish and returns
+    /// whether it exited 0, its JSON verdict and its stderr.
+    fn finish(mut self) -> (bool, Json, String) {
+        let start = Instant::now();
+        while self.child.try_wait().ok().flatten().is_none() {
+            if start.elapsed() > AGENT_BOUND {
+                let _ = self.child.kill();
+                break;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        let status = self.child.wait().expect("agent status");
+        let mut stdout = String::new();
+        if let Some(mut out) = self.child.stdout.take() {
+            let _ = out.read_to_string(&mut stdout);
+        }
+        thread::sleep(Duration::from_millis(50)); // the stderr reader's last lines
+        let stderr = self.stderr();
+        let verdict = stdout
+            .lines()
+            .rev()
+            .find(|l| l.starts_with('{'))
+            .and_then(Json::parse)
+            .unwrap_or_else(|| {
+                panic!("agent.mjs printed no JSON verdict ({status}):\n{stdout}\n{stderr}")
+            });
+        (status.success(), verdict, stderr)
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A SIP.js agent registers `sip:alice@127.0.0.1` over WebSocket to A; a
+/// SIPp caller reaches it through B, which has no WebSocket listener: B
+/// sends the INVITE over UDP to A (the flow route in the binding's Path
+/// names A's UDP listener), and A sends it down the agent's WebSocket. All
+/// 3 calls are answered and hung up by the caller, and the 200's
+/// Record-Route shows the path: A's WebSocket side, A's UDP side, B. An
+/// instance with its own memory state answers 404; once the agent has
+/// unregistered, so does B.
+#[test]
+fn agent_registered_over_websocket_on_one_instance_answers_calls_through_the_other() {
+    let redis = RedisServer::start();
+    let cache = tempfile::tempdir().expect("temp dir");
+    let shared = format!("[state]\nbackend = \"redis\"\nurl = \"{}\"", redis.url());
+    let (a_udp, a_ws, b_udp) = (free_port(), free_port(), free_port());
+    let a = open_instance(
+        &shared,
+        &cache,
+        &[
+            format!("udp:127.0.0.1:{a_udp}"),
+            format!("ws:127.0.0.1:{a_ws}"),
+        ],
+    );
+    let b = open_instance(&shared, &cache, &[format!("udp:127.0.0.1:{b_udp}")]);
+    let alone = open_instance("", &cache, &[format!("udp:127.0.0.1:{}", free_port())]);
+
+    let agent = Agent::register(&format!("ws://127.0.0.1:{a_ws}"), "sip:alice@127.0.0.1", 3);
+    let caller = call_user(&b, "alice", 3);
+    let (exited_ok, verdict, agent_log) = agent.finish();
+    assert_eq!(
+        (caller.successful, caller.failed),
+        (3, 0),
+        "calls to alice through B:\n{}\n--- agent ---\n{agent_log}\n--- B ---\n{}\n--- A ---\n{}",
+        caller.summary(),
+        b.log_tail(30),
+        a.log_tail(30)
+    );
+    let finals: Vec<String> = caller
+        .message_list()
+        .into_iter()
+        .filter(|m| m.starts_with("SIP/2.0 ") && m.contains("CSeq: 1 INVITE"))
+        .filter(|m| !m.starts_with("SIP/2.0 1"))
+        .collect();
+    assert!(
+        finals.len() >= 3 && finals.iter().all(|m| m.starts_with("SIP/2.0 200")),
+        "every INVITE was answered 200 (a 404 also counts as a successful SIPp call):\n{}",
+        caller.messages()
+    );
+    assert!(
+        exited_ok
+            && verdict.get("registered") == Some(&Json::Bool(true))
+            && verdict.get("ok") == Some(&Json::Bool(true))
+            && verdict.u64("answered") == Some(3)
+            && verdict.u64("byes") == Some(3),
+        "the agent answered 3 calls and got their BYEs: {verdict:?}\n{agent_log}"
+    );
+
+    // B → A (UDP) → agent (WebSocket): the agent's side on top, naming its
+    // connection on A's WebSocket listener; then A's UDP side; then B.
+    let rr = header_values(
+        &caller.first_message("SIP/2.0 200"),
+        "record-route",
+        Some("r"),
+    );
+    assert_eq!(rr.len(), 3, "three Record-Route entries: {rr:?}");
+    assert!(
+        rr[0].starts_with("<sip:ft-")
+            && rr[0].contains(&format!("@127.0.0.1:{a_ws};"))
+            && rr[0].contains("transport=ws"),
+        "A's WebSocket side, naming the agent's connection: {rr:?}"
+    );
+    assert!(
+        rr[1].starts_with(&format!("<sip:127.0.0.1:{a_udp};")) && !rr[1].contains("transport="),
+        "A's UDP side, facing B: {rr:?}"
+    );
+    assert_eq!(rr[2], format!("<sip:127.0.0.1:{b_udp};lr>"), "B: {rr:?}");
+    // B's INVITEs (in its debug log) are routed by the binding's Path: A's
+    // flow route, naming A's UDP listener and the flow's transport.
+    let flow_route = format!("@127.0.0.1:{a_udp};lr;ob;vd-flow=ws>");
+    let routed = b
+        .log()
+        .lines()
+        .filter(|l| l.starts_with("Route: <sip:ft-") && l.ends_with(&flow_route))
+        .count();
+    assert!(
+        routed >= 3,
+        "B sends each INVITE to A's flow route (…{flow_route}):\n{}",
+        b.log_tail(60)
+    );
+
+    // Control: an instance on its own memory state has no alice.
+    let lost = call_user(&alone, "alice", 1);
+    assert!(
+        lost.messages().contains("SIP/2.0 404"),
+        "{}\n{}",
+        lost.messages(),
+        alone.log_tail(40)
+    );
+    // The agent unregistered before it exited: B has no alice either now.
+    assert_eq!(
+        verdict.get("unregistered"),
+        Some(&Json::Bool(true)),
+        "{verdict:?}"
+    );
+    let gone = call_user(&b, "alice", 1);
+    assert!(
+        gone.messages().contains("SIP/2.0 404"),
+        "{}\n{}",
+        gone.messages(),
+        b.log_tail(40)
     );
 }
