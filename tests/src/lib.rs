@@ -67,6 +67,36 @@ pub fn workspace_root() -> PathBuf {
     manifest.parent().unwrap_or(manifest).to_path_buf()
 }
 
+/// Runs `tests/peers/<name>/install` once per test process (the node,
+/// pjsua... peers install what they need, idempotently); panics with its
+/// output when it fails. Returns what it printed on stdout.
+pub fn install_peer(name: &str) -> String {
+    static DONE: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+    // Held across the run: two tests must not install the same peer at once.
+    let mut done = DONE.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, out)) = done.iter().find(|(n, _)| n == name) {
+        return out.clone();
+    }
+    let script = workspace_root()
+        .join("tests/peers")
+        .join(name)
+        .join("install");
+    let out = std::process::Command::new(&script)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "{} failed ({}):\n{}",
+        script.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    done.push((name.to_owned(), stdout.clone()));
+    stdout
+}
+
 /// A scenario file in `tests/scenarios/`.
 pub fn scenario_path(file: &str) -> PathBuf {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -19,7 +19,7 @@
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -263,24 +263,8 @@ const REGISTER_BOUND: Duration = Duration::from_secs(15);
 /// How long the agent may run in all (its own `--timeout-ms` is shorter).
 const AGENT_BOUND: Duration = Duration::from_secs(60);
 
-/// `tests/peers/node/install`, once per test process; panics with its output
-/// when it fails.
 fn install_node_peers() {
-    static DONE: OnceLock<()> = OnceLock::new();
-    DONE.get_or_init(|| {
-        let script = workspace_root().join("tests/peers/node/install");
-        let out = Command::new(&script)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
-        assert!(
-            out.status.success(),
-            "{} failed ({}):\n{}",
-            script.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    });
+    viaduct_e2e::install_peer("node");
 }
 
 /// `agent.mjs` running: registered, answering calls. Killed by its PID on

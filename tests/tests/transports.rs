@@ -17,7 +17,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use viaduct_e2e::{
@@ -32,32 +31,8 @@ fn peers() -> PathBuf {
     workspace_root().join("tests/peers")
 }
 
-/// Runs a peer's install script once per test process; panics with its
-/// output when it fails. Returns what it printed on stdout.
 fn install(name: &str) -> String {
-    static NODE: OnceLock<String> = OnceLock::new();
-    static PJSUA: OnceLock<String> = OnceLock::new();
-    let cell = match name {
-        "node" => &NODE,
-        "pjsua" => &PJSUA,
-        other => panic!("no peer {other}"),
-    };
-    cell.get_or_init(|| {
-        let script = peers().join(name).join("install");
-        let out = Command::new(&script)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
-        assert!(
-            out.status.success(),
-            "{} failed ({}):\n{}",
-            script.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    })
-    .clone()
+    viaduct_e2e::install_peer(name)
 }
 
 /// Runs a peer client to completion within [`PEER_BOUND`] and returns its
