@@ -21,6 +21,7 @@ pub fn reason_phrase(code: u16) -> &'static str {
         416 => "Unsupported URI Scheme",
         420 => "Bad Extension",
         423 => "Interval Too Brief",
+        430 => "Flow Failed",
         480 => "Temporarily Unavailable",
         482 => "Loop Detected",
         483 => "Too Many Hops",

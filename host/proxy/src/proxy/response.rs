@@ -171,9 +171,18 @@ impl Proxy {
         if branch.status.is_some() {
             return;
         }
+        // RFC 5626 §5.3: the connection a flow token named is gone (the
+        // phone closed its WebSocket): 430 Flow Failed, which tells whoever
+        // looked the binding up that it is stale, rather than a 503 that
+        // reads as this proxy being in trouble.
+        let code = if code == 503 && branch.destination.flow.is_some() {
+            430
+        } else {
+            code
+        };
         branch.status = Some(code);
         let outcome = match code {
-            503 => ForwardOutcome::TransportError,
+            503 | 430 => ForwardOutcome::TransportError,
             _ => ForwardOutcome::Timeout,
         };
         self.stats.forward_outcome(branch.destination.addr, outcome);

@@ -326,6 +326,21 @@ fn a_request_with_the_flow_route_goes_over_the_registered_connection() {
 }
 
 #[test]
+fn a_gone_connection_gets_430_flow_failed() {
+    let mut s = registering();
+    let route = register_phone(&mut s);
+    let out = s.h.feed(UAC, invite_via("z9hG4bKf9", &route).bytes());
+    assert_eq!(sigs(&out), [sig("100", UAC), sig("INVITE", PHONE)]);
+    // The runtime finds no connection 7 any more (the phone hung up its
+    // WebSocket) and reports the send as failed.
+    let now = s.h.now;
+    s.h.proxy.handle_send_failure(now, &out[1].data);
+    let up = s.h.drain();
+    assert_eq!(sigs(&up), [sig("430", UAC)], "RFC 5626 §5.3");
+    assert!(String::from_utf8_lossy(&up[0].data).starts_with("SIP/2.0 430 Flow Failed\r\n"));
+}
+
+#[test]
 fn a_forged_flow_route_is_not_honoured() {
     let mut s = registering();
     let route = register_phone(&mut s);
