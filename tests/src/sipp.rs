@@ -326,6 +326,13 @@ impl SippProcess {
             .map_or(Path::new("/nonexistent"), |d| d.path())
     }
 
+    /// The `-trace_msg` file as SIPp has written it so far (empty without
+    /// [`Sipp::trace_msg`]): for a process that keeps running, such as a
+    /// phone that registers and then waits for calls.
+    pub fn messages_so_far(&self) -> String {
+        std::fs::read_to_string(self.dir().join("messages.log")).unwrap_or_default()
+    }
+
     /// Polls until SIPp holds its local port (binding it ourselves fails).
     fn wait_bound(&mut self, tcp: bool) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(5);

@@ -11,10 +11,13 @@
 //! call through B goes to A over UDP (the flow route A stored in the Path)
 //! and down the agent's WebSocket.
 //!
-//! Peers: SIPp's `register_uac.xml` (the phone registering, MD5 digest as
-//! Debian's SIPp does), a SIPp UAS as the phone's ringer at the registered
-//! contact, SIPp's `call_aor_uac.xml` as the caller; SIP.js 0.21.2 in Node as
-//! the agent; Debian's redis-server.
+//! Peers: the phone is one SIPp that registers its own port with
+//! `register_uac.xml` (MD5 digest, as Debian's SIPp does) and answers its
+//! calls with SIPp's embedded uas as its out-of-call scenario (`-oocsn
+//! uas`); in the forking test two SIPp UASs are registered by a third party
+//! (RFC 3261 §10.2); `call_aor_uac.xml` is the caller (it counts a 404 as a
+//! successful call, so the tests check the final answers themselves);
+//! SIP.js 0.21.2 in Node is the agent; Debian's redis-server.
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
@@ -26,7 +29,7 @@ use std::time::{Duration, Instant};
 use md5::{Digest, Md5};
 use viaduct_e2e::{
     free_port, header_values, policy_wasm, scenario_path, workspace_root, Json, RedisServer, Sipp,
-    SippRun, Viaduct,
+    SippProcess, SippRun, Viaduct,
 };
 
 const REALM: &str = "voice.test";
@@ -77,6 +80,53 @@ fn register(proxy: &Viaduct, contact_port: u16, expires: u32, password: &str) ->
         .wait()
 }
 
+/// bob's phone: one SIPp that registers its own port through `proxy` with
+/// digest (register_uac.xml) and answers the calls that come to it with
+/// SIPp's embedded uas as its out-of-call scenario, for up to 30 s.
+/// Returns once the 200 to the REGISTER is in its trace.
+fn phone(proxy: &Viaduct, expires: u32) -> SippProcess {
+    let port = free_port();
+    let phone = Sipp::uac(proxy.udp_addr())
+        .scenario_file(&scenario_path("register_uac.xml"))
+        .service("bob")
+        .local_port(port)
+        .arg("-key")
+        .arg("contact_port")
+        .arg(&port.to_string())
+        .arg("-key")
+        .arg("expires")
+        .arg(&expires.to_string())
+        .arg("-au")
+        .arg("bob")
+        .arg("-ap")
+        .arg(PASSWORD)
+        .arg("-oocsn")
+        .arg("uas")
+        .arg("-d")
+        .arg("30000")
+        .calls(1)
+        .timeout(Duration::from_secs(40))
+        .trace_msg()
+        .spawn();
+    let started = Instant::now();
+    while !phone.messages_so_far().contains("SIP/2.0 200 OK") {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the phone did not register:\n{}\n{}",
+            phone.messages_so_far(),
+            proxy.log_tail(30)
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    phone
+}
+
+/// The final answer to each INVITE the caller got (call_aor_uac.xml
+/// counts a 404 as a successful call, so its counts alone prove nothing).
+fn finals(caller: &SippRun) -> Vec<u16> {
+    caller.invite_finals().iter().map(|f| f.code).collect()
+}
+
 /// `calls` calls to `sip:bob@<proxy>` through `proxy`.
 fn call_bob(proxy: &Viaduct, calls: u64) -> SippRun {
     call_user(proxy, "bob", calls)
@@ -103,27 +153,28 @@ fn register_on_one_instance_call_through_the_other() {
     let a = instance(&shared, &cache);
     let b = instance(&shared, &cache);
     let alone = instance("", &cache);
-    let ringer = Sipp::uas().trace_msg().spawn();
-    let contact = ringer.addr();
 
     // A wrong password is refused, and stores nothing.
-    let refused = register(&a, contact.port(), 30, "not bob's");
+    let refused = register(&a, free_port(), 30, "not bob's");
     assert!(
         refused.messages().contains("SIP/2.0 403"),
         "wrong password: {}",
         refused.messages()
     );
 
-    let reg = register(&a, contact.port(), 30, PASSWORD);
-    assert_eq!(reg.successful, 1, "REGISTER through A:\n{}", reg.summary());
-    let trace = reg.messages();
+    // bob's phone registers its own address through A.
+    let phone = phone(&a, 30);
+    let contact = phone.addr();
+    let trace = phone.messages_so_far();
     assert!(
         trace.contains("SIP/2.0 401") && trace.contains("WWW-Authenticate: Digest"),
         "the registrar challenges with 401:\n{trace}"
     );
-    let ok = reg.first_message("SIP/2.0 200");
     let want = format!("Contact: <sip:bob@{contact}>;expires=");
-    assert!(ok.contains(&want), "200 lists the binding ({want}):\n{ok}");
+    assert!(
+        trace.contains(&want),
+        "200 lists the binding ({want}):\n{trace}"
+    );
 
     // Through B, whose R-URI has B's port: the AOR's canonical form finds
     // the binding A stored in Redis.
@@ -135,7 +186,8 @@ fn register_on_one_instance_call_through_the_other() {
         caller.summary(),
         b.log_tail(30)
     );
-    let invite = ringer_invites(&ringer.stop(), 3);
+    assert_eq!(finals(&caller), [200, 200, 200], "{}", caller.messages());
+    let invite = ringer_invites(&phone.stop(), 3);
     assert!(
         invite.starts_with(&format!("INVITE sip:bob@{contact} SIP/2.0")),
         "the contact is the Request-URI at the phone:\n{invite}"
@@ -148,6 +200,7 @@ fn register_on_one_instance_call_through_the_other() {
     // An instance with its own in-memory state knows no bob: relaying the
     // request to itself gets 404.
     let lost = call_bob(&alone, 1);
+    assert_eq!(finals(&lost), [404]);
     assert!(
         lost.messages().contains("SIP/2.0 404"),
         "{}\n{}",
@@ -169,6 +222,7 @@ fn register_on_one_instance_call_through_the_other() {
     );
     thread::sleep(Duration::from_millis(2500));
     let late = call_bob(&b, 1);
+    assert_eq!(finals(&late), [404]);
     assert!(
         late.messages().contains("SIP/2.0 404"),
         "{}\n{}",
@@ -209,6 +263,7 @@ fn both_phones_ring_and_the_first_answer_wins() {
     }
 
     let caller = call_bob(&proxy, 1);
+    assert_eq!(finals(&caller), [200], "{}", caller.messages());
     assert!(
         caller
             .first_message("SIP/2.0 200")
