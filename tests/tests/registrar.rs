@@ -20,6 +20,7 @@
 //! SIP.js 0.21.2 in Node is the agent; Debian's redis-server.
 
 use std::io::{BufRead, BufReader, Read};
+use std::net::UdpSocket;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -28,8 +29,8 @@ use std::time::{Duration, Instant};
 
 use md5::{Digest, Md5};
 use viaduct_e2e::{
-    free_port, header_values, policy_wasm, scenario_path, workspace_root, Json, RedisServer, Sipp,
-    SippProcess, SippRun, Viaduct,
+    free_port, header_values, policy_wasm, recv_all, scenario_path, traced_messages,
+    workspace_root, Json, RedisServer, Sipp, SippProcess, SippRun, Viaduct,
 };
 
 const REALM: &str = "voice.test";
@@ -174,6 +175,45 @@ fn register_on_one_instance_call_through_the_other() {
     assert!(
         trace.contains(&want),
         "200 lists the binding ({want}):\n{trace}"
+    );
+
+    // The phone's authenticated REGISTER replayed to B: the nonce is good
+    // there too (one auth.secret), but its count was used on A, and the
+    // shared state says so: 401 stale=true, nothing stored.
+    let replayed = traced_messages(&trace)
+        .into_iter()
+        .find(|m| {
+            !m.received && m.text.starts_with("REGISTER ") && m.text.contains("Authorization:")
+        })
+        .expect("the phone's authenticated REGISTER in its trace")
+        .text;
+    // The trace drops the blank line that ends the header (no body here);
+    // the answer must come to us, not to the phone's Via.
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("udp socket");
+    let me = sock.local_addr().expect("local addr");
+    let replayed: String = replayed
+        .trim_end()
+        .split("\r\n")
+        .map(|line| match line.strip_prefix("Via: SIP/2.0/UDP ") {
+            Some(rest) => {
+                let params = rest.find(';').map_or("", |i| &rest[i..]);
+                format!("Via: SIP/2.0/UDP {me}{params}\r\n")
+            }
+            None => format!("{line}\r\n"),
+        })
+        .collect::<String>()
+        + "\r\n";
+    sock.send_to(replayed.as_bytes(), b.udp_addr())
+        .expect("send the replay");
+    let answers = recv_all(&sock, Duration::from_millis(500)).expect("recv");
+    let answer = answers
+        .iter()
+        .map(|(_, d)| String::from_utf8_lossy(d).into_owned())
+        .find(|m| m.contains("CSeq: 2 REGISTER"))
+        .unwrap_or_else(|| panic!("no answer to the replay:\n{}", b.log_tail(20)));
+    assert!(
+        answer.starts_with("SIP/2.0 401") && answer.contains("stale=true"),
+        "a nonce count used on A is a replay on B:\n{answer}"
     );
 
     // Through B, whose R-URI has B's port: the AOR's canonical form finds

@@ -183,6 +183,12 @@ impl PolicyHost {
         Ok(host)
     }
 
+    /// The shared state behind `kv` and the registrar, for the host's own
+    /// shared records (digest nonce counts).
+    pub fn state(&self) -> Arc<dyn State> {
+        self.shared.kv.clone()
+    }
+
     /// The registrar behind the `register` decision, for the proxy core
     /// (`Proxy::set_registrar`).
     pub fn registrar(&self) -> Arc<dyn viaduct_proxy::Registrar> {

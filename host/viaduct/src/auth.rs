@@ -7,7 +7,13 @@
 //! `auth:ha1:<md5|sha-256>:<realm>:<user>` (so a policy or an operator's
 //! provisioning can add users without a restart). `viaduct ha1` prints the
 //! lines for a user from a password read on stdin. Nonce counts live in a
-//! moka cache shared by every worker, each entry for one nonce lifetime.
+//! moka cache shared by every worker, each entry for one nonce lifetime;
+//! with `[state] backend = "redis"` they are also kept in the shared state
+//! (`auth:nc:<nonce id>`, advanced by compare-and-swap), so a nonce count
+//! used on one instance is refused as a replay on every other instance
+//! (the nonce itself is good on all of them when they share `auth.secret`).
+//! When the shared state fails, the local count still holds (fail open to
+//! per-instance replay protection; the state logs and counts the failure).
 
 use crate::config::AuthSection;
 use anyhow::{bail, Result};
@@ -16,6 +22,7 @@ use moka::sync::Cache;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use viaduct_policy::state::State;
 use viaduct_proxy::auth::{Algorithm, Authenticator, DigestStore};
 
 /// Nonces whose counts are remembered at once; past it the oldest are
@@ -31,11 +38,44 @@ pub fn kv_key(algorithm: Algorithm, realm: &str, user: &str) -> String {
     )
 }
 
+/// Compare-and-swap attempts on a shared nonce count before a contended
+/// count is refused (only a replay race contends for one nonce count).
+const SHARED_COUNT_TRIES: usize = 5;
+
 /// HA1 lookup: the config's users, then (optionally) the policy kv.
 pub struct Store {
     users: HashMap<(String, String), (Option<String>, Option<String>)>,
     kv: Option<Arc<viaduct_policy::PolicyHost>>,
     counts: Cache<u128, u32>,
+    /// Every instance's nonce counts, when instances share a Redis.
+    shared: Option<Arc<dyn State>>,
+}
+
+impl Store {
+    /// Raises the shared count of nonce `id` to `nc`; false when it is
+    /// already there or past it (a replay, possibly on another instance).
+    fn advance_shared(&self, state: &dyn State, id: u128, nc: u32, ttl: Duration) -> bool {
+        let key = format!("auth:nc:{id:032x}").into_bytes();
+        for _ in 0..SHARED_COUNT_TRIES {
+            let current = match state.get(&key) {
+                Ok(v) => v,
+                Err(_) => return true,
+            };
+            let last = current
+                .as_deref()
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .and_then(|v| v.parse::<u32>().ok());
+            if last.is_some_and(|last| last >= nc) {
+                return false;
+            }
+            match state.compare_and_swap(&key, current, nc.to_string().into_bytes(), Some(ttl)) {
+                Ok(true) => return true,
+                Ok(false) => continue,
+                Err(_) => return true,
+            }
+        }
+        false
+    }
 }
 
 impl DigestStore for Store {
@@ -51,13 +91,19 @@ impl DigestStore for Store {
         is_hex_digest(&ha1, algorithm).then_some(ha1)
     }
 
-    fn advance_nonce_count(&self, id: u128, nc: u32, _ttl: Duration) -> bool {
+    fn advance_nonce_count(&self, id: u128, nc: u32, ttl: Duration) -> bool {
         // One atomic step per nonce: of two workers checking the same count, one wins.
         let result = self.counts.entry(id).and_compute_with(|last| match last {
             Some(e) if *e.value() >= nc => Op::Nop,
             _ => Op::Put(nc),
         });
-        !matches!(result, moka::ops::compute::CompResult::Unchanged(_))
+        if matches!(result, moka::ops::compute::CompResult::Unchanged(_)) {
+            return false;
+        }
+        match &self.shared {
+            Some(state) => self.advance_shared(&**state, id, nc, ttl),
+            None => true,
+        }
     }
 }
 
@@ -126,9 +172,12 @@ fn parse_secret(s: &str) -> Option<[u8; 32]> {
 }
 
 /// The authenticator for `[auth]`, or `None` when it is off.
+/// `shared_counts`: keep nonce counts in the policy host's state too (when
+/// it is a Redis other instances share).
 pub fn authenticator(
     a: &AuthSection,
     kv: Option<Arc<viaduct_policy::PolicyHost>>,
+    shared_counts: bool,
 ) -> Result<Option<Arc<Authenticator>>> {
     if !a.enabled {
         return Ok(None);
@@ -151,8 +200,13 @@ pub fn authenticator(
             )
         })
         .collect();
+    let shared = kv
+        .as_ref()
+        .filter(|_| shared_counts)
+        .map(|host| host.state());
     let store = Store {
         users,
+        shared,
         kv: if a.kv_credentials { kv } else { None },
         counts: Cache::builder()
             .max_capacity(MAX_NONCES)
@@ -164,6 +218,7 @@ pub fn authenticator(
         kv = a.kv_credentials,
         lifetime_s = a.nonce_lifetime_s,
         shared_secret = !a.secret.is_empty(),
+        shared_nonce_counts = shared_counts,
         "digest authentication on"
     );
     let offered = algorithms(a)?;
@@ -200,7 +255,79 @@ mod tests {
             users: HashMap::new(),
             kv: None,
             counts: Cache::new(100),
+            shared: None,
         }
+    }
+
+    /// Two instances on one shared state: a count used on either is a
+    /// replay on both; a state that fails leaves each instance's own
+    /// replay check.
+    #[test]
+    fn nonce_counts_are_shared_between_instances() {
+        let state: Arc<dyn State> = Arc::new(viaduct_policy::state::MemoryState::default());
+        let on = |state: &Arc<dyn State>| Store {
+            shared: Some(state.clone()),
+            ..store()
+        };
+        let (a, b) = (on(&state), on(&state));
+        let ttl = Duration::from_secs(60);
+        assert!(a.advance_nonce_count(7, 1, ttl));
+        assert!(!b.advance_nonce_count(7, 1, ttl), "replayed on B");
+        assert!(b.advance_nonce_count(7, 2, ttl));
+        assert!(!a.advance_nonce_count(7, 2, ttl), "replayed on A");
+        assert!(a.advance_nonce_count(8, 1, ttl), "another nonce");
+
+        let down: Arc<dyn State> = Arc::new(Down);
+        let c = on(&down);
+        assert!(
+            c.advance_nonce_count(7, 1, ttl),
+            "fails open to the local check"
+        );
+        assert!(
+            !c.advance_nonce_count(7, 1, ttl),
+            "which still refuses a replay"
+        );
+    }
+
+    #[derive(Debug)]
+    struct Down;
+
+    impl State for Down {
+        fn get(&self, _: &[u8]) -> Result<Option<Vec<u8>>, viaduct_policy::state::StateError> {
+            Err(down())
+        }
+        fn set(
+            &self,
+            _: &[u8],
+            _: Vec<u8>,
+            _: Option<Duration>,
+        ) -> Result<(), viaduct_policy::state::StateError> {
+            Err(down())
+        }
+        fn increment(
+            &self,
+            _: &[u8],
+            _: i64,
+            _: Option<Duration>,
+        ) -> Result<i64, viaduct_policy::state::StateError> {
+            Err(down())
+        }
+        fn compare_and_swap(
+            &self,
+            _: &[u8],
+            _: Option<Vec<u8>>,
+            _: Vec<u8>,
+            _: Option<Duration>,
+        ) -> Result<bool, viaduct_policy::state::StateError> {
+            Err(down())
+        }
+        fn delete(&self, _: &[u8]) -> Result<(), viaduct_policy::state::StateError> {
+            Err(down())
+        }
+    }
+
+    fn down() -> viaduct_policy::state::StateError {
+        viaduct_policy::state::StateError::Unavailable("test".into())
     }
 
     #[test]

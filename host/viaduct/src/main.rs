@@ -310,8 +310,11 @@ async fn serve(config: Config, workers: usize, instance_id: String) -> Result<()
         None => None,
     };
     let trusted = Arc::new(config.trusted_sources());
-    let authenticator =
-        auth::authenticator(&config.auth, reloader.as_ref().map(|r| r.host.clone()))?;
+    let authenticator = auth::authenticator(
+        &config.auth,
+        reloader.as_ref().map(|r| r.host.clone()),
+        config.state.backend == "redis",
+    )?;
     // Per-target drain: the admin port writes, every worker's core reads.
     let target_states = Arc::new(viaduct_proxy::TargetStates::default());
     // The admin port is bound before any worker answers SIP: whoever sees the
