@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use viaduct_policy::state::{MemoryState, OnError, State, StateError};
+use viaduct_policy::state::{Down, MemoryState, OnError, State, StateError};
 use viaduct_policy::{CallOutcome, FailAction, PolicyHost, PolicyRouter, PolicySettings};
 use viaduct_proxy::{Decision, RouteRequest, Router, Transport};
 use viaduct_sip::{Framing, Message};
@@ -75,34 +75,6 @@ fn outcomes(host: &PolicyHost, outcome: CallOutcome) -> u64 {
         .sum()
 }
 
-/// Every call fails, as with Redis down.
-#[derive(Debug)]
-struct Down;
-
-impl State for Down {
-    fn get(&self, _: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
-        Err(StateError::Unavailable("down".into()))
-    }
-    fn set(&self, _: &[u8], _: Vec<u8>, _: Option<Duration>) -> Result<(), StateError> {
-        Err(StateError::Unavailable("down".into()))
-    }
-    fn increment(&self, _: &[u8], _: i64, _: Option<Duration>) -> Result<i64, StateError> {
-        Err(StateError::Timeout("down".into()))
-    }
-    fn compare_and_swap(
-        &self,
-        _: &[u8],
-        _: Option<Vec<u8>>,
-        _: Vec<u8>,
-        _: Option<Duration>,
-    ) -> Result<bool, StateError> {
-        Err(StateError::Unavailable("down".into()))
-    }
-    fn delete(&self, _: &[u8]) -> Result<(), StateError> {
-        Err(StateError::Unavailable("down".into()))
-    }
-}
-
 /// Answers right, but each call takes longer than the whole call deadline.
 #[derive(Debug, Default)]
 struct Slow(MemoryState);
@@ -159,7 +131,12 @@ fn rate_limit_counts_in_the_state() {
 #[test]
 fn failing_open_lets_calls_through() {
     let limit = [("calls_per_second", "1")];
-    let (host, mut r) = router("rate-limit", &limit, Arc::new(Down), OnError::Open);
+    let (host, mut r) = router(
+        "rate-limit",
+        &limit,
+        Arc::new(Down(StateError::Timeout("down".into()))),
+        OnError::Open,
+    );
     for _ in 0..3 {
         assert_eq!(
             route(&mut r),
@@ -172,7 +149,12 @@ fn failing_open_lets_calls_through() {
 
 #[test]
 fn failing_closed_answers_503_with_retry_after() {
-    let (host, mut r) = router("rate-limit", &[], Arc::new(Down), OnError::Closed);
+    let (host, mut r) = router(
+        "rate-limit",
+        &[],
+        Arc::new(Down(StateError::Timeout("down".into()))),
+        OnError::Closed,
+    );
     for _ in 0..2 {
         assert_eq!(
             route(&mut r),

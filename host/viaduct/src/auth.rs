@@ -277,7 +277,9 @@ mod tests {
         assert!(!a.advance_nonce_count(7, 2, ttl), "replayed on A");
         assert!(a.advance_nonce_count(8, 1, ttl), "another nonce");
 
-        let down: Arc<dyn State> = Arc::new(Down);
+        let down: Arc<dyn State> = Arc::new(viaduct_policy::state::Down(
+            viaduct_policy::state::StateError::Unavailable("test".into()),
+        ));
         let c = on(&down);
         assert!(
             c.advance_nonce_count(7, 1, ttl),
@@ -287,47 +289,6 @@ mod tests {
             !c.advance_nonce_count(7, 1, ttl),
             "which still refuses a replay"
         );
-    }
-
-    #[derive(Debug)]
-    struct Down;
-
-    impl State for Down {
-        fn get(&self, _: &[u8]) -> Result<Option<Vec<u8>>, viaduct_policy::state::StateError> {
-            Err(down())
-        }
-        fn set(
-            &self,
-            _: &[u8],
-            _: Vec<u8>,
-            _: Option<Duration>,
-        ) -> Result<(), viaduct_policy::state::StateError> {
-            Err(down())
-        }
-        fn increment(
-            &self,
-            _: &[u8],
-            _: i64,
-            _: Option<Duration>,
-        ) -> Result<i64, viaduct_policy::state::StateError> {
-            Err(down())
-        }
-        fn compare_and_swap(
-            &self,
-            _: &[u8],
-            _: Option<Vec<u8>>,
-            _: Vec<u8>,
-            _: Option<Duration>,
-        ) -> Result<bool, viaduct_policy::state::StateError> {
-            Err(down())
-        }
-        fn delete(&self, _: &[u8]) -> Result<(), viaduct_policy::state::StateError> {
-            Err(down())
-        }
-    }
-
-    fn down() -> viaduct_policy::state::StateError {
-        viaduct_policy::state::StateError::Unavailable("test".into())
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! real time and is never reached here: expiry is the `expires_at` filter).
 
 use super::*;
-use crate::state::MemoryState;
+use crate::state::{Down, MemoryState};
 use std::sync::{Barrier, Mutex};
 use viaduct_sip::Framing;
 
@@ -496,34 +496,6 @@ fn bindings_in_a_newer_format_are_not_overwritten() {
     assert_eq!(r.state.get(&key(BOB)).unwrap(), Some(newer));
 }
 
-/// A backend that is down.
-#[derive(Debug)]
-struct Down;
-
-impl State for Down {
-    fn get(&self, _: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
-        Err(StateError::Unavailable("down".into()))
-    }
-    fn set(&self, _: &[u8], _: Vec<u8>, _: Option<Duration>) -> Result<(), StateError> {
-        Err(StateError::Unavailable("down".into()))
-    }
-    fn increment(&self, _: &[u8], _: i64, _: Option<Duration>) -> Result<i64, StateError> {
-        Err(StateError::Unavailable("down".into()))
-    }
-    fn compare_and_swap(
-        &self,
-        _: &[u8],
-        _: Option<Vec<u8>>,
-        _: Vec<u8>,
-        _: Option<Duration>,
-    ) -> Result<bool, StateError> {
-        Err(StateError::Timeout("down".into()))
-    }
-    fn delete(&self, _: &[u8]) -> Result<(), StateError> {
-        Err(StateError::Unavailable("down".into()))
-    }
-}
-
 /// Around a [`MemoryState`]: another instance's REGISTER, if queued, runs
 /// inside the next `get` after the value is read (so the caller holds a stale
 /// value); `delay` holds each `get` back so threads overlap; with `swaps`
@@ -587,7 +559,10 @@ impl State for Racing {
 
 #[test]
 fn a_failing_state_answers_503_retry_after() {
-    let r = Registrar::new(Arc::new(Down), RegistrarSettings::default());
+    let r = Registrar::new(
+        Arc::new(Down(StateError::Unavailable("down".into()))),
+        RegistrarSettings::default(),
+    );
     let want = (
         503,
         "Service Unavailable",

@@ -130,6 +130,36 @@ pub trait State: Send + Sync + std::fmt::Debug {
     }
 }
 
+/// A backend that answers every call with the same error: what a Redis
+/// that stays down looks like, for tests of the failure paths (the
+/// registrar's 503, the policy's `kv-error`, digest replay checks).
+#[derive(Debug, Clone)]
+pub struct Down(pub StateError);
+
+impl State for Down {
+    fn get(&self, _: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        Err(self.0.clone())
+    }
+    fn set(&self, _: &[u8], _: Vec<u8>, _: Option<Duration>) -> Result<(), StateError> {
+        Err(self.0.clone())
+    }
+    fn increment(&self, _: &[u8], _: i64, _: Option<Duration>) -> Result<i64, StateError> {
+        Err(self.0.clone())
+    }
+    fn compare_and_swap(
+        &self,
+        _: &[u8],
+        _: Option<Vec<u8>>,
+        _: Vec<u8>,
+        _: Option<Duration>,
+    ) -> Result<bool, StateError> {
+        Err(self.0.clone())
+    }
+    fn delete(&self, _: &[u8]) -> Result<(), StateError> {
+        Err(self.0.clone())
+    }
+}
+
 /// What a failed state call means for the request that made it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OnError {
