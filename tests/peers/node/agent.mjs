@@ -7,7 +7,8 @@
 
 import { readFileSync, writeSync } from "node:fs";
 import { Registerer, RegistererState, SessionState, UserAgent } from "sip.js";
-import { WebSocket as WsWebSocket } from "ws";
+import { parseFlags } from "./args.mjs";
+import { useNodeWebSocket } from "./node-ws.mjs";
 import { FixedSdpHandler } from "./core.mjs";
 
 const USAGE =
@@ -33,42 +34,19 @@ function finish(code) {
 }
 
 function parseArgs(argv) {
-  const o = { server: "", aor: "", expires: 60, answer: 1, timeoutMs: 30000, ca: "", verbose: false };
-  const int = (name, v) => {
-    if (v === undefined || !/^\d+$/.test(v)) throw new Error(`${name} needs a non-negative integer, got ${v}`);
-    return Number(v);
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    switch (a) {
-      case "--server":
-        o.server = argv[++i] ?? "";
-        break;
-      case "--aor":
-        o.aor = argv[++i] ?? "";
-        break;
-      case "--expires":
-        o.expires = int(a, argv[++i]);
-        break;
-      case "--answer":
-        o.answer = int(a, argv[++i]);
-        break;
-      case "--timeout-ms":
-        o.timeoutMs = int(a, argv[++i]);
-        break;
-      case "--ca":
-        o.ca = argv[++i] ?? "";
-        break;
-      case "--verbose":
-        o.verbose = true;
-        break;
-      case "-h":
-      case "--help":
-        throw new Error("help");
-      default:
-        throw new Error(`unknown argument: ${a}`);
-    }
-  }
+  const o = parseFlags(
+    argv,
+    { server: "", aor: "", expires: 60, answer: 1, timeoutMs: 30000, ca: "", verbose: false },
+    {
+      "--server": ["server", "string"],
+      "--aor": ["aor", "string"],
+      "--expires": ["expires", "int"],
+      "--answer": ["answer", "int"],
+      "--timeout-ms": ["timeoutMs", "int"],
+      "--ca": ["ca", "string"],
+      "--verbose": ["verbose", "flag"],
+    },
+  );
   if (!/^wss?:\/\//.test(o.server)) throw new Error("--server must be a ws:// or wss:// URL");
   if (!/^sips?:/.test(o.aor)) throw new Error("--aor must be a sip: URI");
   if (o.answer < 1) throw new Error("--answer must be at least 1");
@@ -87,9 +65,7 @@ try {
   process.exit(2);
 }
 
-// As in call.mjs: Node 20 has no global WebSocket; SIP.js opens
-// `new WebSocket(url, "sip")`; --ca is the only trust anchor for wss://;
-// ws's own error reason goes to the JSON line.
+// --ca is the only trust anchor for wss:// (see node-ws.mjs).
 let ca;
 if (opts.ca) {
   try {
@@ -99,17 +75,7 @@ if (opts.ca) {
     finish(1);
   }
 }
-const wsErrors = [];
-globalThis.WebSocket = class PeerWebSocket extends WsWebSocket {
-  constructor(address, protocols, options) {
-    super(address, protocols, ca ? { ...options, ca } : options);
-    this.on("error", (e) => {
-      const msg = `WebSocket ${address}: ${e && e.message ? e.message : e}`;
-      log(msg);
-      wsErrors.push(msg);
-    });
-  }
-};
+const wsErrors = useNodeWebSocket(ca, log);
 
 // Hard stop a little after the run's own deadline, whatever happens.
 const hardStop = setTimeout(() => {

@@ -1,63 +1,63 @@
-// Command-line parsing shared by call.mjs and browser.mjs.
+// Command-line parsing shared by call.mjs, browser.mjs and agent.mjs.
 
 export const USAGE_COMMON =
   "--server ws://HOST:PORT|wss://HOST:PORT --target sip:user@HOST:PORT --calls N " +
   "[--ca FILE] [--hold-ms MS] [--timeout-ms MS] [--expect-remote-bye] [--from SIP-URI] [--verbose]";
 
-/** Parses argv into options; throws Error with a message on bad input. */
-export function parseArgs(argv) {
-  const o = {
-    server: "",
-    target: "",
-    calls: 1,
-    ca: "",
-    holdMs: 200,
-    timeoutMs: 30000,
-    expectRemoteBye: false,
-    from: undefined,
-    verbose: false,
-  };
-  const int = (name, v) => {
-    if (v === undefined || !/^\d+$/.test(v)) throw new Error(`${name} needs a non-negative integer, got ${v}`);
-    return Number(v);
-  };
+/**
+ * Reads argv into a copy of `defaults`: `spec` maps each option to
+ * `[key, kind]`, kind "string" (`--name value`), "int" (a non-negative
+ * integer value) or "flag" (`--name` alone sets true). Throws Error("help")
+ * for -h/--help and an Error naming the problem otherwise.
+ */
+export function parseFlags(argv, defaults, spec) {
+  const o = { ...defaults };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
-    switch (a) {
-      case "--server":
-        o.server = argv[++i] ?? "";
-        break;
-      case "--target":
-        o.target = argv[++i] ?? "";
-        break;
-      case "--calls":
-        o.calls = int(a, argv[++i]);
-        break;
-      case "--ca":
-        o.ca = argv[++i] ?? "";
-        break;
-      case "--hold-ms":
-        o.holdMs = int(a, argv[++i]);
-        break;
-      case "--timeout-ms":
-        o.timeoutMs = int(a, argv[++i]);
-        break;
-      case "--from":
-        o.from = argv[++i];
-        break;
-      case "--expect-remote-bye":
-        o.expectRemoteBye = true;
-        break;
-      case "--verbose":
-        o.verbose = true;
-        break;
-      case "-h":
-      case "--help":
-        throw new Error("help");
-      default:
-        throw new Error(`unknown argument: ${a}`);
+    if (a === "-h" || a === "--help") throw new Error("help");
+    const known = spec[a];
+    if (!known) throw new Error(`unknown argument: ${a}`);
+    const [key, kind] = known;
+    if (kind === "flag") {
+      o[key] = true;
+    } else if (kind === "int") {
+      const v = argv[++i];
+      if (v === undefined || !/^\d+$/.test(v)) throw new Error(`${a} needs a non-negative integer, got ${v}`);
+      o[key] = Number(v);
+    } else {
+      o[key] = argv[++i] ?? "";
     }
   }
+  return o;
+}
+
+/** Parses argv into options; throws Error with a message on bad input. */
+export function parseArgs(argv) {
+  const o = parseFlags(
+    argv,
+    {
+      server: "",
+      target: "",
+      calls: 1,
+      ca: "",
+      holdMs: 200,
+      timeoutMs: 30000,
+      expectRemoteBye: false,
+      from: undefined,
+      verbose: false,
+    },
+    {
+      "--server": ["server", "string"],
+      "--target": ["target", "string"],
+      "--calls": ["calls", "int"],
+      "--ca": ["ca", "string"],
+      "--hold-ms": ["holdMs", "int"],
+      "--timeout-ms": ["timeoutMs", "int"],
+      "--from": ["from", "string"],
+      "--expect-remote-bye": ["expectRemoteBye", "flag"],
+      "--verbose": ["verbose", "flag"],
+    },
+  );
   if (!/^wss?:\/\//.test(o.server)) throw new Error("--server must be a ws:// or wss:// URL");
   if (!/^sips?:/.test(o.target)) throw new Error("--target must be a sip: URI");
   if (o.calls < 1) throw new Error("--calls must be at least 1");

@@ -4,8 +4,8 @@
 // every call was established and ended as expected (see README.md).
 
 import { readFileSync, writeSync } from "node:fs";
-import { WebSocket as WsWebSocket } from "ws";
 import { USAGE_COMMON, emptyResult, parseArgs } from "./args.mjs";
+import { useNodeWebSocket } from "./node-ws.mjs";
 
 const log = (msg) => process.stderr.write(`call.mjs: ${msg}\n`);
 
@@ -24,11 +24,7 @@ try {
   process.exit(2);
 }
 
-// Node 20 has no global WebSocket: SIP.js calls `new WebSocket(url, "sip")`,
-// so the handshake carries `Sec-WebSocket-Protocol: sip`. For wss:// with
-// --ca, trust exactly that PEM (verification stays on either way). SIP.js
-// only logs "WebSocket error occurred.": keep ws's own reason (a TLS error,
-// ECONNREFUSED, a refused handshake) for the JSON line.
+// --ca is the only trust anchor for wss:// (see node-ws.mjs).
 let ca;
 if (opts.ca) {
   try {
@@ -37,17 +33,7 @@ if (opts.ca) {
     finish(emptyResult(opts.calls, `cannot read --ca ${opts.ca}: ${e.message}`), 1);
   }
 }
-const wsErrors = [];
-globalThis.WebSocket = class PeerWebSocket extends WsWebSocket {
-  constructor(address, protocols, options) {
-    super(address, protocols, ca ? { ...options, ca } : options);
-    this.on("error", (e) => {
-      const msg = `WebSocket ${address}: ${e && e.message ? e.message : e}`;
-      log(msg);
-      wsErrors.push(msg);
-    });
-  }
-};
+const wsErrors = useNodeWebSocket(ca, log);
 
 // Hard stop a little after the run's own deadline, whatever happens.
 const hardStop = setTimeout(() => {
