@@ -272,25 +272,8 @@ fn is_paramchars(s: &[u8]) -> bool {
             {
                 i += 3
             }
-            b if b.is_ascii_alphanumeric()
-                || matches!(
-                    b,
-                    b'-' | b'_'
-                        | b'.'
-                        | b'!'
-                        | b'~'
-                        | b'*'
-                        | b'\''
-                        | b'('
-                        | b')'
-                        | b'['
-                        | b']'
-                        | b'/'
-                        | b':'
-                        | b'&'
-                        | b'+'
-                        | b'$'
-                ) =>
+            b if crate::uri::is_unreserved(b)
+                || matches!(b, b'[' | b']' | b'/' | b':' | b'&' | b'+' | b'$') =>
             {
                 i += 1
             }

@@ -159,6 +159,16 @@ impl<'a> Uri<'a> {
     }
 }
 
+/// RFC 3261 §25.1 `unreserved`: alphanumerics and the marks `-_.!~*'()`,
+/// which every part of a URI carries without escaping.
+pub fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')'
+        )
+}
+
 /// Parses an IP literal host; IPv6 references keep their brackets in the URI text.
 pub fn host_ip(host: &str) -> Option<IpAddr> {
     let h = host

@@ -110,26 +110,8 @@ fn same_param(a: Option<&[u8]>, b: Option<&[u8]>) -> bool {
 /// Characters a user part carries unescaped (RFC 3261 §25.1 unreserved and
 /// user-unreserved): an escape of one of them is decoded.
 fn plain_in_user(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'_'
-                | b'.'
-                | b'!'
-                | b'~'
-                | b'*'
-                | b'\''
-                | b'('
-                | b')'
-                | b'&'
-                | b'='
-                | b'+'
-                | b'$'
-                | b','
-                | b';'
-                | b'?'
-                | b'/'
-        )
+    viaduct_sip::uri::is_unreserved(b)
+        || matches!(b, b'&' | b'=' | b'+' | b'$' | b',' | b';' | b'?' | b'/')
 }
 
 fn push_user(out: &mut String, user: &str) {
