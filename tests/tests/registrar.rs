@@ -59,8 +59,9 @@ fn instance(state: &str, cache: &tempfile::TempDir) -> Viaduct {
     ))
 }
 
-/// bob registers `contact_port` through `proxy` for `expires` seconds.
-fn register(proxy: &Viaduct, contact_port: u16, expires: u32, password: &str) -> SippRun {
+/// SIPp registering bob's `contact_port` through `proxy` for `expires`
+/// seconds (register_uac.xml; MD5 digest with `password`), one REGISTER.
+fn registering(proxy: &Viaduct, contact_port: u16, expires: u32, password: &str) -> Sipp {
     Sipp::uac(proxy.udp_addr())
         .scenario_file(&scenario_path("register_uac.xml"))
         .service("bob")
@@ -75,8 +76,13 @@ fn register(proxy: &Viaduct, contact_port: u16, expires: u32, password: &str) ->
         .arg("-ap")
         .arg(password)
         .calls(1)
-        .timeout(Duration::from_secs(10))
         .trace_msg()
+}
+
+/// bob registers `contact_port` through `proxy` for `expires` seconds.
+fn register(proxy: &Viaduct, contact_port: u16, expires: u32, password: &str) -> SippRun {
+    registering(proxy, contact_port, expires, password)
+        .timeout(Duration::from_secs(10))
         .spawn()
         .wait()
 }
@@ -87,27 +93,13 @@ fn register(proxy: &Viaduct, contact_port: u16, expires: u32, password: &str) ->
 /// Returns once the 200 to the REGISTER is in its trace.
 fn phone(proxy: &Viaduct, expires: u32) -> SippProcess {
     let port = free_port();
-    let phone = Sipp::uac(proxy.udp_addr())
-        .scenario_file(&scenario_path("register_uac.xml"))
-        .service("bob")
+    let phone = registering(proxy, port, expires, PASSWORD)
         .local_port(port)
-        .arg("-key")
-        .arg("contact_port")
-        .arg(&port.to_string())
-        .arg("-key")
-        .arg("expires")
-        .arg(&expires.to_string())
-        .arg("-au")
-        .arg("bob")
-        .arg("-ap")
-        .arg(PASSWORD)
         .arg("-oocsn")
         .arg("uas")
         .arg("-d")
         .arg("30000")
-        .calls(1)
         .timeout(Duration::from_secs(40))
-        .trace_msg()
         .spawn();
     let started = Instant::now();
     while !phone.messages_so_far().contains("SIP/2.0 200 OK") {
