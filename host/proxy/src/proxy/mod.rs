@@ -160,18 +160,27 @@ impl Local {
 /// writes it, so a dialog that crosses to a plain transport stays routable,
 /// RFC 5630 §3.1.3).
 fn push_record_route(out: &mut Vec<u8>, listener: Listener, user: Option<&str>) {
-    out.extend_from_slice(b"Record-Route: <sip:");
+    out.extend_from_slice(b"Record-Route: ");
+    push_route_value(out, listener, user, "");
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `<sip:[user@]IP:PORT;lr{params}[;transport=t]>`: a loose-routing URI
+/// naming `listener`, as our Record-Route and Path entries write it.
+fn push_route_value(out: &mut Vec<u8>, listener: Listener, user: Option<&str>, params: &str) {
+    out.extend_from_slice(b"<sip:");
     if let Some(user) = user {
         out.extend_from_slice(user.as_bytes());
         out.push(b'@');
     }
     viaduct_sip::text::push_socket_addr(out, listener.addr);
     out.extend_from_slice(b";lr");
+    out.extend_from_slice(params.as_bytes());
     if listener.transport != Transport::Udp {
         out.extend_from_slice(b";transport=");
         out.extend_from_slice(listener.transport.uri_param().as_bytes());
     }
-    out.extend_from_slice(b">\r\n");
+    out.push(b'>');
 }
 
 /// Proxy settings (the `[proxy]` and `[timers]` config sections).

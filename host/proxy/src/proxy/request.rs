@@ -340,18 +340,9 @@ impl Proxy {
                 .or_else(|| self.listener_for(inc.transport, inc.source))
                 .map(|l| {
                     let token = self.flow_key.encode(flow, inc.source);
+                    let params = format!(";ob;vd-flow={}", inc.transport.uri_param());
                     let mut v = Vec::with_capacity(112);
-                    v.extend_from_slice(b"<sip:");
-                    v.extend_from_slice(token.as_bytes());
-                    v.push(b'@');
-                    viaduct_sip::text::push_socket_addr(&mut v, l.listener.addr);
-                    v.extend_from_slice(b";lr;ob;vd-flow=");
-                    v.extend_from_slice(inc.transport.uri_param().as_bytes());
-                    if l.listener.transport != Transport::Udp {
-                        v.extend_from_slice(b";transport=");
-                        v.extend_from_slice(l.listener.transport.uri_param().as_bytes());
-                    }
-                    v.push(b'>');
+                    super::push_route_value(&mut v, l.listener, Some(&token), &params);
                     String::from_utf8_lossy(&v).into_owned()
                 }),
             _ => None,
