@@ -127,13 +127,26 @@ impl Authenticator {
     /// offered algorithm, by default SHA-256 first (RFC 8760 §2.4: most
     /// preferred first), sharing one fresh nonce.
     pub fn challenge(&self, realm: &str, stale: bool, now_secs: u64, random: u64) -> Vec<String> {
+        self.challenge_in("Proxy-Authenticate", realm, stale, now_secs, random)
+    }
+
+    /// [`Authenticator::challenge`] in `header` lines: `WWW-Authenticate`
+    /// for a registrar's 401 (see [`Challenge::of`]).
+    pub fn challenge_in(
+        &self,
+        header: &str,
+        realm: &str,
+        stale: bool,
+        now_secs: u64,
+        random: u64,
+    ) -> Vec<String> {
         let nonce = nonce::issue(&self.secret, realm, now_secs, random);
         let realm = quote(realm);
         self.offered
             .iter()
             .map(|a| {
                 format!(
-                    "Proxy-Authenticate: Digest realm=\"{realm}\", nonce=\"{nonce}\", algorithm={}, qop=\"auth\"{}",
+                    "{header}: Digest realm=\"{realm}\", nonce=\"{nonce}\", algorithm={}, qop=\"auth\"{}",
                     a.token(),
                     if stale { ", stale=true" } else { "" }
                 )
@@ -247,7 +260,8 @@ pub fn unix_now() -> u64 {
 fn find_credentials(msg: &Message<'_>, realm: &str) -> Option<Result<Credentials, &'static str>> {
     let bytes = msg.bytes();
     let mut broken = false;
-    let wanted = credentials_header(msg);
+    let how = Challenge::of(msg);
+    let wanted = how.credentials.as_bytes();
     for h in msg.headers() {
         if h.name != HeaderName::Other || !bytes[h.name_span.clone()].eq_ignore_ascii_case(wanted) {
             continue;
@@ -262,23 +276,44 @@ fn find_credentials(msg: &Message<'_>, realm: &str) -> Option<Result<Credentials
             None => broken = true,
         }
     }
-    broken.then_some(Err(if wanted == b"Authorization" {
-        "Malformed Authorization"
-    } else {
-        "Malformed Proxy-Authorization"
-    }))
+    broken.then_some(Err(how.malformed))
 }
 
-/// Where a request carries its credentials. A REGISTER is answered by this
-/// host as the registrar, which challenges with 401 and `WWW-Authenticate`,
-/// so the UA answers in `Authorization` (RFC 3261 §22.2, §10.3 step 6);
-/// everything else is challenged as a proxy: 407, `Proxy-Authorization`
-/// (§22.3).
-pub fn credentials_header(msg: &Message<'_>) -> &'static [u8] {
-    if msg.method() == Some(viaduct_sip::Method::Register) {
-        b"Authorization"
-    } else {
-        b"Proxy-Authorization"
+/// How a request is challenged and where it answers. A REGISTER is
+/// answered by this host as the registrar, which challenges with 401 and
+/// `WWW-Authenticate`, so the UA answers in `Authorization` (RFC 3261
+/// §22.2, §10.3 step 6); everything else is challenged as a proxy: 407,
+/// `Proxy-Authenticate`, `Proxy-Authorization` (§22.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Challenge {
+    /// 401 or 407.
+    pub code: u16,
+    /// The header the challenge goes in.
+    pub header: &'static str,
+    /// The header the credentials come back in.
+    pub credentials: &'static str,
+    /// The 400 reason for credentials in it that cannot be read.
+    pub malformed: &'static str,
+}
+
+impl Challenge {
+    /// The challenge for `msg`.
+    pub fn of(msg: &Message<'_>) -> Challenge {
+        if msg.method() == Some(viaduct_sip::Method::Register) {
+            Challenge {
+                code: 401,
+                header: "WWW-Authenticate",
+                credentials: "Authorization",
+                malformed: "Malformed Authorization",
+            }
+        } else {
+            Challenge {
+                code: 407,
+                header: "Proxy-Authenticate",
+                credentials: "Proxy-Authorization",
+                malformed: "Malformed Proxy-Authorization",
+            }
+        }
     }
 }
 

@@ -292,18 +292,16 @@ impl Proxy {
                 return self.respond_stateless(msg, inc, 400, why, &[]);
             }
         };
-        let mut lines = auth.challenge(realm, stale, crate::auth::unix_now(), rand::random());
         // A REGISTER is ours to answer as the registrar: 401 (§22.2), not 407.
-        let code = if msg.method() == Some(Method::Register) {
-            for l in &mut lines {
-                if let Some(rest) = l.strip_prefix("Proxy-Authenticate:") {
-                    *l = format!("WWW-Authenticate:{rest}");
-                }
-            }
-            401
-        } else {
-            407
-        };
+        let how = crate::auth::Challenge::of(msg);
+        let lines = auth.challenge_in(
+            how.header,
+            realm,
+            stale,
+            crate::auth::unix_now(),
+            rand::random(),
+        );
+        let code = how.code;
         let extra: Vec<&str> = lines.iter().map(String::as_str).collect();
         self.respond_stateless(msg, inc, code, reason_phrase(code), &extra);
     }
