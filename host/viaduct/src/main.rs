@@ -313,7 +313,10 @@ async fn serve(config: Config, workers: usize, instance_id: String) -> Result<()
     let authenticator = auth::authenticator(
         &config.auth,
         reloader.as_ref().map(|r| r.host.clone()),
-        config.state.backend == "redis",
+        matches!(
+            config.state_backend(),
+            viaduct_policy::state::Backend::Redis(_)
+        ),
     )?;
     // Per-target drain: the admin port writes, every worker's core reads.
     let target_states = Arc::new(viaduct_proxy::TargetStates::default());
